@@ -1,0 +1,110 @@
+rule collect_runs:
+    input:
+        summaries=study_run_files("summary.json"),
+        roundtrips=study_run_files("roundtrip.json"),
+        metrics=study_run_files("metrics.jsonl"),
+    output:
+        runs="results/studies/{study}/runs.parquet",
+        curves="results/studies/{study}/curves.parquet",
+    params:
+        baseline=study_param("baseline"),
+    log:
+        "logs/collect_runs/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.collect --study {wildcards.study} --baseline {params.baseline}"
+        " --summaries {input.summaries:q} --runs-out {output.runs:q}"
+        " --curves-out {output.curves:q} > {log:q} 2>&1"
+
+
+rule compute_stats:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+    output:
+        stats="results/studies/{study}/stats.csv",
+    params:
+        metric=study_param("metric"),
+        baseline=study_param("baseline"),
+        conditions=study_param("conditions"),
+        n_seeds=lambda w: len(study_of(w)["seeds"]),
+    log:
+        "logs/compute_stats/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric}"
+        " --baseline {params.baseline} --conditions {params.conditions}"
+        " --planned-seeds {params.n_seeds} --out {output.stats:q} > {log:q} 2>&1"
+
+
+rule plot_curves:
+    input:
+        curves="results/studies/{study}/curves.parquet",
+    output:
+        figure=report(
+            "results/studies/{study}/figures/{metric}_vs_step.png",
+            category="{study}",
+            subcategory="Training curves",
+            labels={"figure": "{metric} vs step"},
+        ),
+    log:
+        "logs/plot_curves/{study}_{metric}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
+        " --out {output.figure:q} > {log:q} 2>&1"
+
+
+rule plot_final:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+    output:
+        figure=report(
+            "results/studies/{study}/figures/final_{metric}.png",
+            category="{study}",
+            subcategory="Final metric per condition",
+            labels={"figure": "final {metric}"},
+        ),
+    params:
+        baseline=study_param("baseline"),
+        conditions=study_param("conditions"),
+    log:
+        "logs/plot_final/{study}_{metric}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.figures final --runs {input.runs:q} --metric {wildcards.metric}"
+        " --conditions {params.conditions} --baseline {params.baseline}"
+        " --out {output.figure:q} > {log:q} 2>&1"
+
+
+rule write_report:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        stats="results/studies/{study}/stats.csv",
+        curves="results/studies/{study}/figures/val_bpb_vs_step.png",
+        final=lambda w: f"results/studies/{w.study}/figures/final_{study_of(w)['metric']}.png",
+    output:
+        report=report(
+            "results/studies/{study}/report.md",
+            category="{study}",
+            labels={"figure": "lab note"},
+        ),
+    params:
+        description=study_param("description"),
+        metric=study_param("metric"),
+        baseline=study_param("baseline"),
+        n_seeds=lambda w: len(study_of(w)["seeds"]),
+    log:
+        "logs/write_report/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.report --study {wildcards.study} --description {params.description:q}"
+        " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"
+        " --baseline {params.baseline} --planned-seeds {params.n_seeds}"
+        " --figure 'Validation bpb vs step='{input.curves:q}"
+        " --figure 'Final {params.metric} per condition='{input.final:q}"
+        " --out {output.report:q} > {log:q} 2>&1"

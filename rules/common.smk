@@ -1,0 +1,78 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+# Jobs run `python -m speedlab...`; make the package importable from this checkout in every job
+# (plain venv, conda env or SLURM job) without relying on an editable install.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
+
+from speedlab.config import ConfigError, run_config, validate
+
+
+try:
+    validate(config)
+except ConfigError as e:
+    raise WorkflowError(f"config ({', '.join(map(str, workflow.configfiles))}): {e}") from None
+
+
+STUDIES = list(config["studies"])
+CORPUS = config["data"]["corpus"]
+TOKENIZER = f"{CORPUS}_sp{config['tokenizer']['vocab_size']}"
+SHARDS = f"results/shards/{TOKENIZER}"
+EXECUTION = config["execution"]
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    condition=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    seed=r"\d+",
+    corpus=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    vocab=r"\d+",
+    split="train|val",
+    metric="val_bpb|val_loss|train_loss|q_val_bpb|q_val_loss",
+
+
+def study_of(wildcards):
+    if wildcards.study not in config["studies"]:
+        raise WorkflowError(
+            f"study {wildcards.study!r} is not in the config (studies: {', '.join(STUDIES)})"
+        )
+    return config["studies"][wildcards.study]
+
+
+def run_config_json(wildcards):
+    """The resolved trainer config of one condition: a param, so editing it reruns its runs."""
+    study = study_of(wildcards)
+    if wildcards.condition not in study["conditions"]:
+        raise WorkflowError(
+            f"studies.{wildcards.study}: no condition {wildcards.condition!r} "
+            f"(conditions: {', '.join(study['conditions'])})"
+        )
+    return json.dumps(run_config(config, wildcards.study, wildcards.condition), sort_keys=True)
+
+
+def study_run_files(name):
+    """Input function: `name` from every (condition, seed) run of the study."""
+
+    def files(wildcards):
+        study = study_of(wildcards)
+        return expand(
+            f"results/runs/{wildcards.study}/{{condition}}/seed{{seed}}/{name}",
+            condition=study["conditions"],
+            seed=study["seeds"],
+        )
+
+    return files
+
+
+def study_param(key):
+    def value(wildcards):
+        v = study_of(wildcards)[key]
+        return ",".join(map(str, v)) if isinstance(v, (list, dict)) else v
+
+    return value

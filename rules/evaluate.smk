@@ -1,0 +1,16 @@
+rule quantize_roundtrip:
+    input:
+        model="results/runs/{study}/{condition}/seed{seed}/model.pt",
+        val=f"{SHARDS}/fineweb_val.json",
+        token_bytes=f"{SHARDS}/token_bytes.npy",
+    output:
+        roundtrip="results/runs/{study}/{condition}/seed{seed}/roundtrip.json",
+    threads: EXECUTION["train_threads"]
+    log:
+        "logs/quantize_roundtrip/{study}/{condition}/seed{seed}.log",
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m speedlab.quantize --model {input.model:q} --val {input.val:q}"
+        " --token-bytes {input.token_bytes:q} --out {output.roundtrip:q} --threads {threads}"
+        " > {log:q} 2>&1"

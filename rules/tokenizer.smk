@@ -1,0 +1,52 @@
+rule train_tokenizer:
+    input:
+        docs="results/data/{corpus}/train.parquet",
+    output:
+        model="results/tokenizer/{corpus}_sp{vocab}.model",
+    params:
+        max_docs=(
+            f"--max-docs {config['tokenizer']['train_docs']}"
+            if config["tokenizer"]["train_docs"]
+            else ""
+        ),
+    threads: EXECUTION["tokenize_threads"]
+    log:
+        "logs/train_tokenizer/{corpus}_sp{vocab}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m speedlab.tokenizer train --docs {input.docs:q} --model {output.model:q}"
+        " --vocab-size {wildcards.vocab} {params.max_docs} --threads {threads} > {log:q} 2>&1"
+
+
+rule count_token_bytes:
+    input:
+        model="results/tokenizer/{corpus}_sp{vocab}.model",
+    output:
+        table="results/shards/{corpus}_sp{vocab}/token_bytes.npy",
+    log:
+        "logs/count_token_bytes/{corpus}_sp{vocab}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m speedlab.tokenizer bytes --model {input.model:q} --out {output.table:q}"
+        " > {log:q} 2>&1"
+
+
+rule tokenize_split:
+    input:
+        docs="results/data/{corpus}/{split}.parquet",
+        model="results/tokenizer/{corpus}_sp{vocab}.model",
+    output:
+        manifest="results/shards/{corpus}_sp{vocab}/fineweb_{split}.json",
+    params:
+        shard_tokens=config["tokenizer"]["shard_tokens"],
+    threads: EXECUTION["tokenize_threads"]
+    log:
+        "logs/tokenize_split/{corpus}_sp{vocab}_{split}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m speedlab.tokenizer encode --docs {input.docs:q} --model {input.model:q}"
+        " --out-dir $(dirname {output.manifest:q}) --split {wildcards.split}"
+        " --shard-tokens {params.shard_tokens} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,26 @@
+rule train_run:
+    input:
+        train=f"{SHARDS}/fineweb_train.json",
+        val=f"{SHARDS}/fineweb_val.json",
+        token_bytes=f"{SHARDS}/token_bytes.npy",
+    output:
+        metrics="results/runs/{study}/{condition}/seed{seed}/metrics.jsonl",
+        summary="results/runs/{study}/{condition}/seed{seed}/summary.json",
+        model="results/runs/{study}/{condition}/seed{seed}/model.pt",
+        provenance="results/runs/{study}/{condition}/seed{seed}/provenance.json",
+    params:
+        config=run_config_json,
+    threads: EXECUTION["train_threads"]
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/train_run/{study}/{condition}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train_run/{study}/{condition}/seed{seed}.tsv"
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
+        " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"
+        " --out-dir $(dirname {output.summary:q}) --threads {threads}"
+        " --study {wildcards.study} --condition {wildcards.condition} > {log:q} 2>&1"

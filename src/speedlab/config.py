@@ -1,0 +1,118 @@
+"""The config model: validation against config/schema.yaml and resolution of each run's config.
+
+A run's config is `defaults`, then the active scale preset, then the condition's overrides; the
+result is validated again, so a typo in a condition fails as loudly as one in the defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """Raised before any job is planned; the message names the offending key."""
+
+
+def _with_defaults(validator_class):
+    # jsonschema only checks; this fills in `default`s the way snakemake.utils.validate does.
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _check(instance, schema: dict, where: str) -> None:
+    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for e in errors:
+            key = ".".join(str(p) for p in (where, *e.absolute_path) if p != "")
+            lines.append(f"  {key or '<top level>'}: {e.message}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+
+
+def set_dotted(tree: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {p} is not a mapping")
+    node[leaf] = copy.deepcopy(value)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; the inverse of applying set_dotted to every item."""
+    flat = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            flat.update(flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def apply_overrides(base: dict, overrides: dict | None) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in flatten(overrides or {}).items():
+        set_dotted(merged, key, value)
+    return merged
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate the whole tree (filling defaults in place) and every run config it implies."""
+    schema = schema or load_schema()
+    _check(config, schema, "")
+    scale = config.get("scale")
+    if scale is not None and scale not in config["scales"]:
+        raise ConfigError(
+            f"  scale: {scale!r} is not one of the presets in `scales`: {sorted(config['scales'])}"
+        )
+    for name, study in config["studies"].items():
+        if study["baseline"] not in study["conditions"]:
+            raise ConfigError(
+                f"  studies.{name}.baseline: {study['baseline']!r} is not one of its conditions "
+                f"{sorted(study['conditions'])}"
+            )
+        for cond in study["conditions"]:
+            run_config(config, name, cond, schema)
+    return config
+
+
+def run_config(config: dict, study: str, condition: str, schema: dict | None = None) -> dict:
+    """The fully resolved, validated trainer config of one (study, condition)."""
+    schema = schema or load_schema()
+    resolved = config["defaults"]
+    if config.get("scale"):
+        resolved = apply_overrides(resolved, config["scales"][config["scale"]])
+    resolved = apply_overrides(resolved, config["studies"][study]["conditions"][condition])
+    run_schema = {**schema["$defs"]["run"], "$defs": schema["$defs"]}
+    _check(resolved, run_schema, f"studies.{study}.conditions.{condition}")
+    return resolved
+
+
+def config_hash(cfg: dict) -> str:
+    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,158 @@
+"""Documents in, fixed train/val split out: results/data/<corpus>/{train,val}.parquet.
+
+Validation is the first `val_docs` documents of the source, so it never depends on how many
+documents are read after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import itertools
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger("speedlab.data")
+
+
+def _as_list(globs: str | list[str]) -> list[str]:
+    return [globs] if isinstance(globs, str) else list(globs)
+
+
+def local_files(globs: str | list[str]) -> list[str]:
+    """Files matched by each glob (sorted within a glob, globs in the given order)."""
+    files = []
+    for pattern in _as_list(globs):
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise FileNotFoundError(
+                f"data.local: the glob {pattern!r} matches no file "
+                f"(working directory {os.getcwd()})"
+            )
+        files.extend(matched)
+    return files
+
+
+def iter_local_texts(globs: str | list[str], text_column: str = "text") -> Iterator[str]:
+    for path in local_files(globs):
+        if path.endswith(".parquet"):
+            pf = pq.ParquetFile(path)
+            if text_column not in pf.schema_arrow.names:
+                raise KeyError(
+                    f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names}); "
+                    "set data.text_column"
+                )
+            for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
+                yield from batch.column(0).to_pylist()
+        elif path.endswith((".jsonl", ".jsonl.gz")):
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)[text_column]
+                    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                        raise ValueError(
+                            f"{path}:{lineno}: expected a JSON object with a {text_column!r} "
+                            f"field ({type(e).__name__}: {e})"
+                        ) from e
+        else:
+            raise ValueError(f"{path}: unsupported file type (expected .parquet, .jsonl[.gz])")
+
+
+def open_source(data: dict) -> tuple[Iterator[str], dict]:
+    """The document stream the config asks for, and a record of where it really came from."""
+    column = data.get("text_column", "text")
+    if data["source"] == "local":
+        if not data.get("local"):
+            raise ValueError("data.local: required when data.source is 'local' (a glob or list)")
+        files = local_files(data["local"])
+        return iter_local_texts(files, column), {"source": "local", "files": files}
+
+    from speedlab import hub  # the hub client is only imported when it is needed
+
+    hf = {"repo": "HuggingFaceFW/fineweb", "name": "sample-10BT", "revision": "main"}
+    hf.update(data.get("hf") or {})
+    if hub.hub_reachable():
+        texts = hub.iter_hub_texts(
+            hf["repo"], hf["name"], data["max_docs"], text_column=column, revision=hf["revision"]
+        )
+        return texts, {"source": "hf", **hf}
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if not data.get("offline_fallback"):
+        raise hub.HubUnreachable(
+            f"data.source is 'hf' but the hub at {endpoint} cannot be reached and "
+            "data.offline_fallback is not set. Run with network, or use local files: "
+            "make run DATA='../shared/data/fineweb/*.jsonl' "
+            "(or --config data='{source: local, local: \"<glob>\"}')"
+        )
+    files = local_files(data["offline_fallback"])
+    log.warning(
+        "OFFLINE: the hub at %s cannot be reached; reading data.offline_fallback instead "
+        "of %s (%s): %s",
+        endpoint,
+        hf["repo"],
+        hf["name"],
+        ", ".join(files),
+    )
+    record = {"source": "offline_fallback", "wanted": {"source": "hf", **hf}, "files": files}
+    return iter_local_texts(files, column), record
+
+
+def _write_texts(path: Path, texts: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table({"text": pa.array(texts, pa.large_string())}), tmp)
+    os.replace(tmp, path)
+
+
+def prepare_corpus(data: dict, train_out: Path, val_out: Path, source_out: Path) -> dict:
+    texts, record = open_source(data)
+    # Empty documents would become a lone BOS token: they carry nothing to learn or measure.
+    docs = list(itertools.islice((t for t in texts if t and t.strip()), data["max_docs"]))
+    n_val = data["val_docs"]
+    if len(docs) <= n_val:
+        raise ValueError(
+            f"data.val_docs: {n_val} validation documents leave none for training "
+            f"(the source gave {len(docs)} non-empty documents, data.max_docs={data['max_docs']})"
+        )
+    train_out.parent.mkdir(parents=True, exist_ok=True)
+    _write_texts(val_out, docs[:n_val])
+    _write_texts(train_out, docs[n_val:])
+    record.update(
+        n_docs=len(docs),
+        n_val=n_val,
+        n_train=len(docs) - n_val,
+        val_bytes=sum(len(t.encode()) for t in docs[:n_val]),
+        train_bytes=sum(len(t.encode()) for t in docs[n_val:]),
+    )
+    Path(source_out).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", required=True, help="the config's `data` mapping as JSON")
+    p.add_argument("--train", required=True, type=Path)
+    p.add_argument("--val", required=True, type=Path)
+    p.add_argument("--source", required=True, type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    record = prepare_corpus(json.loads(args.data), args.train, args.val, args.source)
+    log.info(
+        "wrote %d train / %d val documents (%s)",
+        record["n_train"],
+        record["n_val"],
+        record["source"],
+    )
+
+
+if __name__ == "__main__":
+    main()

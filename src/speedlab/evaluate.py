@@ -1,0 +1,59 @@
+"""Validation loss and bits per byte, the way parameter-golf counts them.
+
+bpb = (sum of token losses / ln 2) / (sum of the bytes those tokens stand for), the byte count
+of each target token coming from token_bytes.npy and the token before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+
+from speedlab.tokenizer import sequence_bytes
+
+
+def device_of(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: 'cuda' was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    # bf16 autocast on GPUs (as parameter-golf and modded-nanogpt train); fp32 on CPUs, where
+    # bf16 matmuls are slow and would make CPU runs differ from the reference numerics.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def val_slice(tokens: np.ndarray, max_tokens: int) -> np.ndarray:
+    """The first max_tokens (+1 for the last target) validation tokens; 0 means all."""
+    return tokens if max_tokens <= 0 else tokens[: max_tokens + 1]
+
+
+@torch.no_grad()
+def evaluate(model, tokens: np.ndarray, byte_table: np.ndarray, seq_len: int, batch_seqs: int):
+    """Mean loss (nats/token) and bits per byte over the full sequences that fit in `tokens`."""
+    device = next(model.parameters()).device
+    n_seq = (len(tokens) - 1) // seq_len
+    if n_seq == 0:
+        raise ValueError(f"validation split has {len(tokens)} tokens, fewer than seq_len={seq_len}")
+    was_training = model.training
+    model.eval()
+    loss_sum, n_tokens, n_bytes = 0.0, 0, 0
+    for first in range(0, n_seq, batch_seqs):
+        b = min(batch_seqs, n_seq - first)
+        chunk = np.asarray(tokens[first * seq_len : (first + b) * seq_len + 1], dtype=np.int64)
+        x, y = chunk[:-1].reshape(b, seq_len), chunk[1:].reshape(b, seq_len)
+        with autocast(device):
+            loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), "sum")
+        loss_sum += float(loss)
+        n_tokens += y.size
+        n_bytes += int(sequence_bytes(byte_table, x, y).sum())
+    model.train(was_training)
+    return {"val_loss": loss_sum / n_tokens, "val_bpb": loss_sum / math.log(2) / n_bytes}

@@ -1,0 +1,241 @@
+"""Study figures: training curves per condition and the final metric per seed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # the pipeline renders on headless nodes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from speedlab.stats import split_list, summarize  # noqa: E402
+
+DPI = 150
+
+METRIC_LABELS = {
+    "train_loss": "train loss (nats/token)",
+    "val_loss": "validation loss (nats/token)",
+    "val_bpb": "validation bpb (bits/byte)",
+    "q_val_loss": "post-quant validation loss (nats/token)",
+    "q_val_bpb": "post-quant validation bpb (bits/byte)",
+    "compressed_bytes": "compressed model size (bytes)",
+    "train_time_s": "training time (s)",
+}
+X_LABELS = {
+    "step": "training step",
+    "tokens": "training tokens",
+    "time_s": "wall-clock training time (s)",
+}
+# Fraction of the x-range (from the start) left out when choosing y-limits; see _late_ylim.
+YLIM_SKIP = 0.3
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _order(present: list[str], conditions: list[str] | None, baseline: str | None) -> list[str]:
+    order = list(conditions) if conditions else sorted(present)
+    if baseline in order:
+        order.remove(baseline)
+        order.insert(0, baseline)
+    return order
+
+
+def _late_ylim(data: pd.DataFrame, x: str) -> tuple[float, float] | None:
+    """y-limits from the last 70% of the x-range.
+
+    Loss at step 0 is ~log(vocab) while conditions differ by ~0.01 late in training; autoscaling
+    to the whole curve flattens exactly the part the study is about, and log-y does not help
+    enough at that ratio. The early part is still drawn, it just runs off the top.
+    """
+    lo_x, hi_x = data[x].min(), data[x].max()
+    late = data.loc[data[x] >= lo_x + YLIM_SKIP * (hi_x - lo_x), "value"].dropna()
+    if late.empty:
+        return None
+    lo, hi = float(late.min()), float(late.max())
+    pad = 0.08 * (hi - lo) if hi > lo else 0.01 * max(abs(hi), 1.0)
+    return lo - pad, hi + pad
+
+
+def plot_curves(
+    curves: pd.DataFrame,
+    out_png: str | Path,
+    metric: str = "val_bpb",
+    x: str = "step",
+    title: str | None = None,
+    conditions: list[str] | None = None,
+    baseline: str | None = None,
+) -> Path:
+    """Mean over seeds per condition, band = min–max over seeds, faint per-seed lines."""
+    data = curves[curves["metric"] == metric].copy()
+    if data.empty:
+        raise ValueError(f"no rows with metric {metric!r} in the curves table")
+    # Seeds log time_s (and possibly tokens) at slightly different values for the same step, so
+    # seaborn would not aggregate across seeds; place each step at its mean x over seeds.
+    data["_x"] = data.groupby(["condition", "step"])[x].transform("mean")
+    order = _order(data["condition"].unique().tolist(), conditions, baseline)
+    n_seeds = data.groupby("condition")["seed"].nunique()
+    labels = {c: f"{c} (n={n_seeds.get(c, 0)} seeds)" for c in order}
+    data["condition_label"] = data["condition"].map(labels)
+    hue_order = [labels[c] for c in order]
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    palette = dict(zip(hue_order, sns.color_palette("colorblind", len(hue_order)), strict=True))
+    # With 3 seeds a bootstrap "95% CI" is not meaningful; the min–max band hides nothing.
+    sns.lineplot(
+        data=data,
+        x="_x",
+        y="value",
+        hue="condition_label",
+        hue_order=hue_order,
+        palette=palette,
+        estimator="mean",
+        errorbar=("pi", 100),
+        linewidth=2,
+        ax=ax,
+    )
+    sns.lineplot(
+        data=data,
+        x="_x",
+        y="value",
+        hue="condition_label",
+        hue_order=hue_order,
+        palette=palette,
+        units="seed",
+        estimator=None,
+        linewidth=0.6,
+        alpha=0.35,
+        legend=False,
+        ax=ax,
+    )
+    ylim = _late_ylim(data.rename(columns={"_x": "x"}), "x")
+    note = ""
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+        note = f"; y-axis fit to last {100 * (1 - YLIM_SKIP):.0f}% of {X_LABELS.get(x, x)}"
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(title or f"{metric_label(metric)} during training")
+    ax.legend(title="condition — line: mean over seeds,\nband: min–max over seeds", fontsize=9,
+              title_fontsize=9)
+    fig.text(0.99, 0.01, f"thin lines: individual seeds{note}", ha="right", va="bottom",
+             fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_png)
+
+
+def plot_final(
+    runs: pd.DataFrame,
+    out_png: str | Path,
+    metric: str = "q_val_bpb",
+    conditions: list[str] | None = None,
+    baseline: str | None = None,
+    title: str | None = None,
+    alpha: float = 0.05,
+) -> Path:
+    """Every non-diverged seed as a point, plus mean with its t-interval, baseline first."""
+    ok = runs[~runs["diverged"].astype(bool) & runs[metric].notna()]
+    order = _order(runs["condition"].unique().tolist(), conditions, baseline)
+    ok = ok[ok["condition"].isin(order)]
+    summary = summarize(runs, metric, order, planned_seeds=0, alpha=alpha).set_index("condition")
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(order) + 2), 5))
+    palette = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+    sns.stripplot(
+        data=ok,
+        x="condition",
+        y=metric,
+        order=order,
+        hue="condition",
+        hue_order=order,
+        palette=palette,
+        legend=False,
+        size=7,
+        jitter=0.08,
+        alpha=0.8,
+        ax=ax,
+    )
+    # The interval sits beside the points rather than on them so neither hides the other.
+    offset = 0.28
+    for i, cond in enumerate(order):
+        row = summary.loc[cond]
+        if np.isnan(row["mean"]):
+            continue
+        if np.isnan(row["ci_low"]):
+            yerr = None
+        else:
+            yerr = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+        ax.errorbar(i + offset, row["mean"], yerr=yerr, fmt="D", color="black", markersize=6,
+                    capsize=5, linewidth=1.5)
+        ax.annotate(
+            f"{row['mean']:.4g}\nn={int(row['n'])}",
+            (i + offset, row["mean"]),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    if baseline in summary.index and not np.isnan(summary.loc[baseline, "mean"]):
+        ax.axhline(summary.loc[baseline, "mean"], color="0.5", linestyle="--", linewidth=1,
+                   label=f"baseline mean ({baseline})")
+        ax.legend(loc="best", fontsize=9)
+    ax.set_xlim(-0.5, len(order) - 0.5 + offset)
+    ax.set_xlabel("condition")
+    ax.set_ylabel(metric_label(metric))
+    ci = f"{100 * (1 - alpha):.0f}%"
+    ax.set_title(title or f"Final {metric_label(metric)}")
+    fig.text(0.99, 0.01, f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval",
+             ha="right", va="bottom", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_png)
+
+
+def _save(fig: plt.Figure, out_png: str | Path) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=DPI)
+    plt.close(fig)
+    return out_png
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m speedlab.figures", description="Study figures.")
+    sub = p.add_subparsers(dest="kind", required=True)
+
+    c = sub.add_parser("curves", help="metric vs step/tokens/time, mean and band over seeds")
+    c.add_argument("--curves", required=True, type=Path, help="curves.parquet")
+    c.add_argument("--metric", default="val_bpb", help="train_loss, val_loss or val_bpb")
+    c.add_argument("--x", default="step", choices=sorted(X_LABELS), help="x-axis column")
+    c.add_argument("--conditions", type=split_list, help="comma-separated legend order")
+    c.add_argument("--baseline", help="condition drawn first")
+    c.add_argument("--title")
+    c.add_argument("--out", required=True, type=Path)
+
+    f = sub.add_parser("final", help="final metric per condition: seeds and mean ± t-interval")
+    f.add_argument("--runs", required=True, type=Path, help="runs.parquet")
+    f.add_argument("--metric", default="q_val_bpb", help="runs column")
+    f.add_argument("--conditions", type=split_list, help="comma-separated order")
+    f.add_argument("--baseline", help="condition drawn first, with a reference line")
+    f.add_argument("--title")
+    f.add_argument("--out", required=True, type=Path)
+
+    args = p.parse_args(argv)
+    if args.kind == "curves":
+        plot_curves(pd.read_parquet(args.curves), args.out, metric=args.metric, x=args.x,
+                    title=args.title, conditions=args.conditions, baseline=args.baseline)
+    else:
+        plot_final(pd.read_parquet(args.runs), args.out, metric=args.metric,
+                   conditions=args.conditions, baseline=args.baseline, title=args.title)
+
+
+if __name__ == "__main__":
+    main()

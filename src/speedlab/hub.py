@@ -1,0 +1,185 @@
+"""Read the first documents of a Hugging Face dataset by range requests, not whole downloads.
+
+FineWeb's parquet files are ~2 GB each; a study needs a few thousand documents. Through
+HfFileSystem, pyarrow fetches a file's footer and then one text column chunk per row group, so
+reading N documents costs about N documents' worth of bytes.
+"""
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx2
+import pyarrow.parquet as pq
+import yaml
+from huggingface_hub import HfFileSystem, constants, get_session
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.hf_file_system import HfFileSystemFile
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
+
+
+class HubUnreachable(RuntimeError):
+    """The hub did not answer at all (DNS failure, connection refused, timeout)."""
+
+
+def _unreachable(endpoint: str, cause: BaseException) -> HubUnreachable:
+    return HubUnreachable(
+        f"cannot reach the Hugging Face hub at {endpoint} ({cause}). Run with network access, "
+        "or read local files instead: set `data.source: local` with `data.local: <glob>`."
+    )
+
+
+def _endpoint() -> str:
+    # huggingface_hub reads HF_ENDPOINT once, at import; read it at call time instead.
+    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+
+
+def _fs(endpoint: str) -> HfFileSystem:
+    # A cached instance would keep the endpoint and listings of an earlier call.
+    return HfFileSystem(endpoint=endpoint, skip_instance_cache=True)
+
+
+def hub_reachable(endpoint: str | None = None, timeout: float = 5.0) -> bool:
+    """Whether the hub answers one short HTTP request (any status counts), within `timeout` s."""
+    url = (endpoint or _endpoint()).rstrip("/") + "/"
+    answers: list[bool] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        try:
+            get_session().head(url, timeout=timeout)
+            answers.append(True)  # any HTTP status: something answered
+        except Exception:  # refused, unresolvable, timed out, offline mode: no answer
+            pass
+        finally:
+            done.set()
+
+    # Name resolution ignores socket timeouts, so bound the wait itself.
+    threading.Thread(target=probe, daemon=True).start()
+    done.wait(timeout)
+    return bool(answers)
+
+
+def _train_globs(data_files: object) -> list[str]:
+    # A card's data_files is a glob, a list of globs, or a list of {split, path} (path: glob(s)).
+    entries = data_files if isinstance(data_files, list) else [data_files]
+    splits = [e if isinstance(e, dict) else {"split": "train", "path": e} for e in entries]
+    paths = [s["path"] for s in splits if s.get("split", "train") == "train"]
+    return [glob for p in paths for glob in ([p] if isinstance(p, str) else p)]
+
+
+def config_data_files(repo: str, config_name: str, revision: str = "main") -> list[str]:
+    """Sorted repo paths of the train parquet files of `config_name`, per the dataset card."""
+    endpoint = _endpoint()
+    return _data_files(_fs(endpoint), endpoint, repo, config_name, revision)
+
+
+def _data_files(
+    fs: HfFileSystem, endpoint: str, repo: str, config_name: str, revision: str
+) -> list[str]:
+    root = f"datasets/{repo}@{revision}"
+    try:
+        with fs.open(f"{root}/README.md", "rb") as f:
+            card = f.read().decode("utf-8")
+        match = _FRONT_MATTER.match(card)
+        configs = (yaml.safe_load(match.group(1)) or {}).get("configs", []) if match else []
+        by_name = {c.get("config_name"): c for c in configs}
+        if config_name not in by_name:
+            raise ValueError(
+                f"dataset {repo!r} has no config {config_name!r}; "
+                f"its card lists: {sorted(map(str, by_name))}"
+            )
+        globs = _train_globs(by_name[config_name].get("data_files"))
+        paths = {p for pattern in globs for p in fs.glob(f"{root}/{pattern}")}
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"dataset {repo!r}@{revision} on {endpoint}: {err}") from err
+    except (httpx2.ConnectError, httpx2.TimeoutException) as err:
+        raise _unreachable(endpoint, err) from err
+    return sorted(p[len(root) + 1 :] for p in paths if p.endswith(".parquet"))
+
+
+class _RangeFile(HfFileSystemFile):
+    # HfFileSystemFile retries each range request itself, sleeping up to 23 s in all before it
+    # gives up; fail at once instead so iter_hub_texts' own retry (and backoff) is the only one.
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        headers = {"range": f"bytes={start}-{end - 1}", **build_hf_headers(token=self.fs.token)}
+        response = get_session().get(
+            self.url(), headers=headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+        )
+        hf_raise_for_status(response)
+        return response.content
+
+
+def _file_texts(fs: HfFileSystem, root: str, path: str, column: str, skip: int) -> Iterator[str]:
+    """The texts of one parquet file from row `skip` on, fetching only the row groups needed."""
+    # cache "none": one request per pyarrow read, with no read-ahead past what was asked for.
+    with _RangeFile(fs, f"{root}/{path}", mode="rb", cache_type="none") as f:
+        # pre_buffer would coalesce the column of all row groups into one request: the whole file.
+        pf = pq.ParquetFile(f, pre_buffer=False)
+        if column not in pf.schema_arrow.names:
+            raise ValueError(
+                f"{root}/{path} has no column {column!r}; it has {pf.schema_arrow.names}"
+            )
+        first = 0
+        while first < pf.num_row_groups and skip >= pf.metadata.row_group(first).num_rows:
+            skip -= pf.metadata.row_group(first).num_rows
+            first += 1
+        for group in range(first, pf.num_row_groups):
+            # One row group at a time, so nothing past the last needed group is fetched.
+            for batch in pf.iter_batches(columns=[column], row_groups=[group]):
+                texts = batch.column(0).to_pylist()
+                yield from texts[skip:]
+                skip = max(0, skip - len(texts))
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, HfHubHTTPError):
+        return err.response.status_code in (408, 429, 500, 502, 503, 504)
+    return isinstance(err, httpx2.TransportError)  # refused, reset, cut short, timed out
+
+
+def iter_hub_texts(
+    repo: str,
+    config_name: str,
+    max_docs: int,
+    text_column: str = "text",
+    revision: str = "main",
+    retries: int = 4,
+    backoff: float = 1.0,
+) -> Iterator[str]:
+    """Yield the first `max_docs` texts of the config's train files, in file and row order.
+
+    Dropped connections, timeouts and 5xx answers are retried up to `retries` times in a row
+    (after `backoff` seconds, doubling each time), resuming after the last document yielded, so
+    none is yielded twice.
+    """
+    endpoint = _endpoint()
+    fs, root = _fs(endpoint), f"datasets/{repo}@{revision}"
+    files = _data_files(fs, endpoint, repo, config_name, revision)
+    done, index, skip, failures = 0, 0, 0, 0
+    while done < max_docs and index < len(files):
+        try:
+            for text in _file_texts(fs, root, files[index], text_column, skip):
+                yield text
+                done, skip, failures = done + 1, skip + 1, 0
+                if done >= max_docs:
+                    return
+            index, skip = index + 1, 0
+        except (FileNotFoundError, EntryNotFoundError, RepositoryNotFoundError) as err:
+            raise FileNotFoundError(f"dataset {repo!r}: {files[index]} not found ({err})") from err
+        except Exception as err:
+            if not _transient(err):
+                raise
+            failures += 1
+            if failures > retries:
+                if isinstance(err, (httpx2.ConnectError, httpx2.TimeoutException)):
+                    raise _unreachable(endpoint, err) from err
+                raise ConnectionError(
+                    f"reading {files[index]} of dataset {repo!r} from {endpoint} failed "
+                    f"{failures} times in a row; last error: {err!r}"
+                ) from err
+            time.sleep(backoff * 2 ** (failures - 1))

@@ -1,0 +1,173 @@
+"""SentencePiece BPE tokenizer, the bytes-per-token table, and documents -> token shards.
+
+Options follow parameter-golf's sp1024 tokenizer: byte fallback (no unknown text), digits split,
+NFKC normalization, no dummy prefix; ids 0-3 are pad, BOS, EOS, unk.
+
+token_bytes.npy has shape (3, V), int16:
+  row 0: UTF-8 bytes of the piece without a leading "▁" (byte pieces 1, control/unk/unused 0)
+  row 1: 1 if the piece starts with "▁", which is one more space byte unless the previous
+         token is a boundary (BOS or another control token)
+  row 2: 1 if the token is a boundary (control, unknown or unused)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import sentencepiece as spm
+
+from speedlab.shards import write_manifest, write_shard
+
+log = logging.getLogger("speedlab.tokenizer")
+BOS_ID = 1
+
+
+def iter_parquet_texts(path: Path, limit: int | None = None) -> Iterator[str]:
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=256):
+        for text in batch.column(0).to_pylist():
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield text
+
+
+def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs, threads: int):
+    def sentences():
+        # SentencePiece drops "sentences" longer than max_sentence_length; lines are short.
+        for text in iter_parquet_texts(train_docs, max_docs):
+            for line in text.split("\n"):
+                if line.strip():
+                    yield line
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=sentences(),
+        model_writer=proto,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="nmt_nfkc",
+        add_dummy_prefix=False,
+        character_coverage=0.999,
+        hard_vocab_limit=False,
+        pad_id=0,
+        bos_id=BOS_ID,
+        eos_id=2,
+        unk_id=3,
+        num_threads=threads,
+        minloglevel=1,
+    )
+    tmp = model_out.with_name(model_out.name + ".tmp")
+    tmp.write_bytes(proto.getvalue())
+    os.replace(tmp, model_out)
+
+
+def token_byte_table(sp: spm.SentencePieceProcessor) -> np.ndarray:
+    table = np.zeros((3, sp.vocab_size()), dtype=np.int16)
+    for i in range(sp.vocab_size()):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            table[2, i] = 1
+        elif sp.is_byte(i):
+            table[0, i] = 1
+        else:
+            piece = sp.id_to_piece(i)
+            if piece.startswith("▁"):
+                table[1, i] = 1
+                piece = piece[1:]
+            table[0, i] = len(piece.replace("▁", " ").encode("utf-8"))
+    return table
+
+
+def sequence_bytes(table: np.ndarray, prev: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Bytes that each target token stands for, given the token before it."""
+    base, lead_space, boundary = (table[r].astype(np.int64) for r in range(3))
+    return base[target] + lead_space[target] * (1 - boundary[prev])
+
+
+def encode_split(
+    docs: Path, model: Path, out_dir: Path, split: str, shard_tokens: int, threads: int
+) -> list[int]:
+    """Encode documents to shards fineweb_<split>_NNNNNN.bin, each document preceded by BOS."""
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    if sp.vocab_size() > 65536:
+        raise ValueError(f"{model}: vocab {sp.vocab_size()} does not fit uint16 shards")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"fineweb_{split}_*.bin"):
+        stale.unlink()  # a previous run with a different shard size must not leave extras
+    paths: list[Path] = []
+    counts: list[int] = []
+
+    def write(tokens: np.ndarray) -> None:
+        paths.append(out_dir / f"fineweb_{split}_{len(paths):06d}.bin")
+        write_shard(paths[-1], tokens)
+        counts.append(len(tokens))
+
+    # Memory stays bounded by one shard plus one batch of documents.
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    texts = iter_parquet_texts(docs)
+    while batch := list(itertools.islice(texts, 512)):
+        for ids in sp.encode(batch, num_threads=threads):
+            pending.append(np.asarray([BOS_ID, *ids], dtype=np.uint16))
+            n_pending += len(ids) + 1
+        if n_pending >= shard_tokens:
+            tokens = np.concatenate(pending)
+            while len(tokens) >= shard_tokens:
+                write(tokens[:shard_tokens])
+                tokens = tokens[shard_tokens:]
+            pending, n_pending = [tokens], len(tokens)
+    if n_pending:
+        write(np.concatenate(pending))
+    write_manifest(
+        out_dir / f"fineweb_{split}.json", paths, counts, tokenizer=Path(model).name, bos_id=BOS_ID
+    )
+    return counts
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train the tokenizer on the train documents")
+    t.add_argument("--docs", type=Path, required=True)
+    t.add_argument("--model", type=Path, required=True)
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--max-docs", type=int, default=None)
+    t.add_argument("--threads", type=int, default=1)
+    b = sub.add_parser("bytes", help="write token_bytes.npy for a tokenizer")
+    b.add_argument("--model", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    e = sub.add_parser("encode", help="documents -> token shards + manifest")
+    e.add_argument("--docs", type=Path, required=True)
+    e.add_argument("--model", type=Path, required=True)
+    e.add_argument("--out-dir", type=Path, required=True)
+    e.add_argument("--split", required=True)
+    e.add_argument("--shard-tokens", type=int, default=100_000_000)
+    e.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.cmd == "train":
+        train_tokenizer(args.docs, args.model, args.vocab_size, args.max_docs, args.threads)
+        log.info("trained %s (vocab %d)", args.model, args.vocab_size)
+    elif args.cmd == "bytes":
+        table = token_byte_table(spm.SentencePieceProcessor(model_file=str(args.model)))
+        np.save(args.out, table)
+        log.info("wrote %s: %s", args.out, table.shape)
+    else:
+        counts = encode_split(
+            args.docs, args.model, args.out_dir, args.split, args.shard_tokens, args.threads
+        )
+        log.info("%s: %d tokens in %d shard(s)", args.split, sum(counts), len(counts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FINEWEB = SHARED / "data" / "fineweb"
+FINEWEB_JSONL = FINEWEB / "fineweb_CC-MAIN-2024-10_first1000docs.jsonl"
+
+
+def pytest_configure(config):
+    if not FINEWEB_JSONL.exists():
+        raise pytest.UsageError(
+            f"the tests read real FineWeb text from {FINEWEB}; put the shared/ folder beside "
+            "the checkout"
+        )
+
+
+def fineweb_texts(n: int | None = None) -> list[str]:
+    texts = []
+    with open(FINEWEB_JSONL) as f:
+        for line in f:
+            texts.append(json.loads(line)["text"])
+            if n is not None and len(texts) == n:
+                break
+    return texts
+
+
+@pytest.fixture(scope="session")
+def texts():
+    return fineweb_texts(400)
+
+
+@pytest.fixture(scope="session")
+def sp_model(tmp_path_factory, texts):
+    """A 512-piece tokenizer trained by speedlab on real FineWeb documents (not the first 50)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from speedlab.tokenizer import train_tokenizer
+
+    d = tmp_path_factory.mktemp("tok")
+    pq.write_table(pa.table({"text": texts[50:]}), d / "train.parquet")
+    train_tokenizer(d / "train.parquet", d / "sp.model", 512, None, 1)
+    return d / "sp.model"
+
+
+@pytest.fixture
+def cli_env():
+    """Environment for subprocesses: this interpreter's scripts first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(REPO / "src")
+    return env

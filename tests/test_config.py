@@ -1,0 +1,85 @@
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO
+from speedlab.config import ConfigError, config_hash, run_config, validate
+
+BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def cfg(**edits):
+    """The quickstart config with dotted-key edits (None deletes the key)."""
+    c = copy.deepcopy(BASE)
+    for key, value in edits.items():
+        *parents, leaf = key.split("/")
+        node = c
+        for p in parents:
+            node = node[p]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return c
+
+
+def test_quickstart_config_is_valid_and_resolves():
+    c = validate(cfg())
+    base = run_config(c, "quickstart", "uniform")
+    layer = run_config(c, "quickstart", "layerwise")
+    assert base["optim"]["momentum_schedule"] == "uniform"
+    assert layer["optim"]["momentum_schedule"] == "linear"
+    assert layer["optim"]["momentum_first"] == 0.98 and layer["optim"]["momentum_last"] == 0.90
+    assert {k: v for k, v in layer.items() if k != "optim"} == {
+        k: v for k, v in base.items() if k != "optim"
+    }
+    assert config_hash(base) != config_hash(layer)
+    assert c["execution"]["train_threads"] == 1  # defaults filled in
+
+
+def test_scale_preset_is_an_override():
+    c = validate(cfg(scale="smoke"))
+    r = run_config(c, "quickstart", "layerwise")
+    assert r["model"]["d_model"] == 64 and r["train"]["steps"] == 40
+    assert r["optim"]["momentum_schedule"] == "linear"  # the condition still applies on top
+
+
+@pytest.mark.parametrize(
+    "edits, key",
+    [
+        ({"defaults/optim/momentm": 0.9}, "defaults.optim"),
+        ({"studies/quickstart/conditions/layerwise": {"optim.momentm": 0.9}},
+         "studies.quickstart.conditions.layerwise.optim"),
+        ({"defaults/train/steps": "many"}, "defaults.train.steps"),
+        ({"defaults/optim/momentum": 1.0}, "defaults.optim.momentum"),
+        ({"studies/quickstart/conditions/layerwise": {"optim.momentum_last": -0.1}},
+         "studies.quickstart.conditions.layerwise.optim.momentum_last"),
+        ({"studies/quickstart/seeds": []}, "studies.quickstart.seeds"),
+        ({"studies/quickstart/baseline": "nope"}, "studies.quickstart.baseline"),
+        ({"data/source": "s3"}, "data.source"),
+        ({"data/max_docs": None}, "data"),
+        ({"scale": "huge"}, "scale"),
+    ],
+)
+def test_bad_config_names_the_key(edits, key):
+    with pytest.raises(ConfigError) as e:
+        validate(cfg(**edits))
+    assert f"  {key}:" in str(e.value)
+
+
+def test_snakemake_refuses_a_bad_config_before_planning(tmp_path, cli_env):
+    bad = cfg(**{"studies/quickstart/conditions/layerwise": {"optim.momentum_first": 1.5}})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    p = subprocess.run(
+        ["snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path),
+         "--snakefile", str(REPO / "Snakefile")],
+        capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=120,
+    )
+    assert p.returncode != 0
+    out = p.stdout + p.stderr
+    assert "studies.quickstart.conditions.layerwise.optim.momentum_first" in out
+    assert "1.5 is greater than or equal to the maximum of 1" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()

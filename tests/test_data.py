@@ -1,0 +1,71 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import FINEWEB_JSONL, fineweb_texts
+from speedlab.data import iter_local_texts, local_files, prepare_corpus
+from speedlab.hub import HubUnreachable
+
+
+def outputs(tmp_path):
+    return tmp_path / "train.parquet", tmp_path / "val.parquet", tmp_path / "source.json"
+
+
+def read(path):
+    return pq.read_table(path).column("text").to_pylist()
+
+
+def test_local_jsonl_split_val_is_the_first_docs(tmp_path):
+    data = {"source": "local", "local": str(FINEWEB_JSONL), "max_docs": 120, "val_docs": 20}
+    record = prepare_corpus(data, *outputs(tmp_path))
+    docs = fineweb_texts(120)
+    assert read(tmp_path / "val.parquet") == docs[:20]
+    assert read(tmp_path / "train.parquet") == docs[20:]
+    assert record["n_train"] == 100 and json.loads((tmp_path / "source.json").read_text())
+
+
+def test_parquet_gzip_and_globs_in_order(tmp_path):
+    docs = fineweb_texts(30)
+    pq.write_table(pa.table({"body": docs[:10]}), tmp_path / "a.parquet", row_group_size=3)
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps({"body": d}) + "\n" for d in docs[10:])
+    got = list(iter_local_texts([str(tmp_path / "*.parquet"), str(tmp_path / "*.gz")], "body"))
+    assert got == docs
+
+
+def test_glob_matching_nothing_names_the_glob(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.local: the glob '.*nothing-\*.jsonl'"):
+        local_files(str(tmp_path / "nothing-*.jsonl"))
+
+
+def test_missing_text_column_names_file_and_line(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": "ok"}\n{"content": "no"}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: expected a JSON object with a 'text'"):
+        list(iter_local_texts(str(tmp_path / "d.jsonl")))
+
+
+def test_too_few_documents_for_validation(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
+    data = {"source": "local", "local": str(tmp_path / "d.jsonl"), "max_docs": 10, "val_docs": 5}
+    with pytest.raises(ValueError, match="data.val_docs"):
+        prepare_corpus(data, *outputs(tmp_path))
+    assert not (tmp_path / "train.parquet").exists()
+
+
+def test_offline_without_fallback_fails_at_once_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    data = {"source": "hf", "max_docs": 10, "val_docs": 2}
+    with pytest.raises(HubUnreachable, match=r"127.0.0.1:9.*make run DATA="):
+        prepare_corpus(data, *outputs(tmp_path))
+
+
+def test_offline_with_fallback_reads_local_files_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    data = {"source": "hf", "offline_fallback": [str(FINEWEB_JSONL)], "max_docs": 30,
+            "val_docs": 5}
+    record = prepare_corpus(data, *outputs(tmp_path))
+    assert record["source"] == "offline_fallback" and record["wanted"]["name"] == "sample-10BT"
+    assert read(tmp_path / "val.parquet") == fineweb_texts(5)

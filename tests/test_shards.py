@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from speedlab.shards import HEADER_BYTES, MAGIC, load_split, read_shard, write_manifest, write_shard
+
+
+def reference_reader(path):
+    """The loader rules of parameter-golf / modded-nanogpt, written independently in numpy."""
+    header = np.fromfile(path, dtype="<i4", count=256)
+    assert header[0] == 20240520 and header[1] == 1
+    n = int(header[2])
+    tokens = np.fromfile(path, dtype="<u2", offset=256 * 4)
+    assert tokens.size == n
+    return tokens
+
+
+def test_header_and_body_roundtrip(tmp_path):
+    tokens = np.random.default_rng(0).integers(0, 65536, size=12345).astype(np.uint16)
+    path = tmp_path / "fineweb_train_000000.bin"
+    write_shard(path, tokens)
+    assert path.stat().st_size == HEADER_BYTES + 2 * tokens.size
+    header = np.fromfile(path, dtype="<i4", count=256)
+    assert list(header[:3]) == [MAGIC, 1, tokens.size] and not header[3:].any()
+    np.testing.assert_array_equal(reference_reader(path), tokens)
+    np.testing.assert_array_equal(read_shard(path), tokens)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_truncated_and_foreign_files_are_rejected(tmp_path):
+    path = tmp_path / "s.bin"
+    write_shard(path, np.arange(100, dtype=np.uint16))
+    data = path.read_bytes()
+    path.write_bytes(data[:-2])
+    with pytest.raises(ValueError, match="header promises 100 tokens"):
+        read_shard(path)
+    path.write_bytes(b"\0" * 2048)
+    with pytest.raises(ValueError, match="not a token shard"):
+        read_shard(path)
+
+
+def test_out_of_range_ids_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="uint16"):
+        write_shard(tmp_path / "s.bin", np.array([70000]))
+    assert not (tmp_path / "s.bin").exists()
+
+
+def test_manifest_concatenates_shards_in_order(tmp_path):
+    a, b = np.arange(10, dtype=np.uint16), np.arange(10, 15, dtype=np.uint16)
+    paths = [tmp_path / "fineweb_val_000000.bin", tmp_path / "fineweb_val_000001.bin"]
+    write_shard(paths[0], a)
+    write_shard(paths[1], b)
+    write_manifest(tmp_path / "fineweb_val.json", paths, [10, 5])
+    np.testing.assert_array_equal(load_split(tmp_path / "fineweb_val.json"), np.arange(15))

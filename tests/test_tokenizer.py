@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sentencepiece as spm
+
+from speedlab.data import prepare_corpus
+from speedlab.shards import load_split, read_shard
+from speedlab.tokenizer import BOS_ID, encode_split, sequence_bytes, token_byte_table, train_tokenizer
+
+
+def test_tokenizer_options_follow_parameter_golf(sp_model):
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    assert [sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id()] == [0, 1, 2, 3]
+    assert sp.vocab_size() == 512
+    assert sum(sp.is_byte(i) for i in range(sp.vocab_size())) == 256  # byte fallback
+    assert sp.encode("2024") == [sp.piece_to_id(c) for c in "2024"]  # digits split
+    assert not sp.id_to_piece(sp.encode("Hello")[0]).startswith("▁")  # no dummy prefix
+
+
+def test_token_bytes_sum_to_utf8_length_of_each_decoded_doc(sp_model, texts):
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    table = token_byte_table(sp)
+    docs = texts[:50] + ["  leading spaces", "emoji 🦀 and ünïcödé", "x\n\ny", "ĳ ﬁ ①"]
+    for doc in docs:
+        ids = np.array([BOS_ID, *sp.encode(doc)])
+        n_bytes = sequence_bytes(table, ids[:-1], ids[1:]).sum()
+        assert n_bytes == len(sp.decode(ids[1:].tolist()).encode("utf-8")), doc[:60]
+
+
+def test_bos_rule_drops_the_space_of_a_leading_piece(sp_model):
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    table = token_byte_table(sp)
+    word = sp.piece_to_id("▁the")
+    assert table[1, word] == 1 and table[0, word] == 3
+    assert sequence_bytes(table, np.array([BOS_ID]), np.array([word]))[0] == 3
+    assert sequence_bytes(table, np.array([word]), np.array([word]))[0] == 4
+    assert table[:2, BOS_ID].sum() == 0 and table[2, BOS_ID] == 1
+
+
+def test_shards_hold_every_doc_after_a_bos(tmp_path, sp_model, texts):
+    pq.write_table(pa.table({"text": texts[:40]}), tmp_path / "val.parquet")
+    counts = encode_split(tmp_path / "val.parquet", sp_model, tmp_path, "val", 5000, 2)
+    assert len(counts) > 1 and all(c == 5000 for c in counts[:-1])
+    tokens = load_split(tmp_path / "fineweb_val.json")
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    expected = np.concatenate([[BOS_ID, *sp.encode(t)] for t in texts[:40]])
+    np.testing.assert_array_equal(tokens, expected)
+    assert (tokens == BOS_ID).sum() == 40
+    assert read_shard(tmp_path / "fineweb_val_000000.bin").size == 5000
+
+
+def test_tokenizer_never_sees_validation_documents(tmp_path, texts):
+    # A made-up word repeated all over the validation documents: had the tokenizer been trained
+    # on them, BPE would have spent merges on it.
+    marker = "qzvxqzvxqzvx"
+    docs = [f"{marker} {t} {marker * 20}" for t in texts[:30]] + texts[30:300]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    data = {"source": "local", "local": str(tmp_path / "docs.jsonl"), "max_docs": 300,
+            "val_docs": 30}
+    prepare_corpus(data, tmp_path / "train.parquet", tmp_path / "val.parquet", tmp_path / "s.json")
+    train_tokenizer(tmp_path / "train.parquet", tmp_path / "sp.model", 512, None, 1)
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    pieces = [sp.id_to_piece(i) for i in range(sp.vocab_size())]
+    assert not [p for p in pieces if "qzv" in p or "zvx" in p]
+    val = pq.read_table(tmp_path / "val.parquet").column("text").to_pylist()
+    assert val == docs[:30]

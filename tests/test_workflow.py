@@ -1,0 +1,77 @@
+"""The quickstart study through snakemake itself, at smoke scale, on real FineWeb text."""
+
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import FINEWEB_JSONL, REPO
+
+STUDY = "results/studies/quickstart"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("quickstart")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["scale"] = "smoke"
+    config["data"].update(source="local", local=str(FINEWEB_JSONL), max_docs=400, val_docs=40)
+    (d / "config.yaml").write_text(yaml.safe_dump(config))
+    return d
+
+
+def snakemake(workdir, *args, env):
+    cmd = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def built(workdir):
+    import os
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    log = snakemake(workdir, env=env)
+    return workdir, env, log
+
+
+def test_quickstart_builds_report_stats_and_figures(built):
+    workdir, _, _ = built
+    for name in ("report.md", "stats.csv", "runs.parquet", "curves.parquet",
+                 "figures/val_bpb_vs_step.png", "figures/final_q_val_bpb.png"):
+        assert (workdir / STUDY / name).stat().st_size > 0, name
+    runs = pd.read_parquet(workdir / STUDY / "runs.parquet")
+    assert sorted(zip(runs.condition, runs.seed, strict=True)) == [
+        (c, s) for c in ("layerwise", "uniform") for s in (0, 1, 2)
+    ]
+    assert runs["compressed_bytes"].gt(0).all() and not runs["diverged"].any()
+    stats = pd.read_csv(workdir / STUDY / "stats.csv")
+    assert set(stats["condition"]) == {"uniform", "layerwise"}
+    report = (workdir / STUDY / "report.md").read_text()
+    assert "layerwise" in report and "figures/final_q_val_bpb.png" in report
+
+
+def test_val_bpb_falls_in_every_run(built):
+    workdir, _, _ = built
+    curves = pd.read_parquet(workdir / STUDY / "curves.parquet")
+    bpb = curves[curves.metric == "val_bpb"].sort_values("step")
+    for (cond, seed), run in bpb.groupby(["condition", "seed"]):
+        first, last = run["value"].iloc[0], run["value"].iloc[-1]
+        assert last < first - 0.3, (cond, seed, first, last)
+
+
+def test_nothing_to_do_then_one_figure_rebuilds_alone(built):
+    workdir, env, _ = built
+    assert "Nothing to be done" in snakemake(workdir, "-n", env=env)
+    figure = workdir / STUDY / "figures/final_q_val_bpb.png"
+    figure.unlink()
+    log = snakemake(workdir, f"{STUDY}/figures/final_q_val_bpb.png", env=env)
+    assert figure.exists()
+    jobs = [line.split()[1] for line in log.splitlines() if line.startswith("localrule ")]
+    assert jobs == ["plot_final:"], log
