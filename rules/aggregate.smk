@@ -6,12 +6,12 @@ rule collect_runs:
     output:
         runs="results/studies/{study}/runs.parquet",
         curves="results/studies/{study}/curves.parquet",
-    params:
-        baseline=study_param("baseline"),
     log:
         "logs/collect_runs/{study}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        baseline=study_param("baseline"),
     shell:
         "python -m speedlab.collect --study {wildcards.study} --baseline {params.baseline}"
         " --summaries {input.summaries:q} --runs-out {output.runs:q}"
@@ -23,15 +23,15 @@ rule compute_stats:
         runs="results/studies/{study}/runs.parquet",
     output:
         stats="results/studies/{study}/stats.csv",
+    log:
+        "logs/compute_stats/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         metric=study_param("metric"),
         baseline=study_param("baseline"),
         conditions=study_param("conditions"),
         n_seeds=lambda w: len(study_of(w)["seeds"]),
-    log:
-        "logs/compute_stats/{study}.log",
-    conda:
-        "../envs/analysis.yaml"
     shell:
         "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric}"
         " --baseline {params.baseline} --conditions {params.conditions}"
@@ -67,13 +67,13 @@ rule plot_final:
             subcategory="Final metric per condition",
             labels={"figure": "final {metric}"},
         ),
-    params:
-        baseline=study_param("baseline"),
-        conditions=study_param("conditions"),
     log:
         "logs/plot_final/{study}_{metric}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        baseline=study_param("baseline"),
+        conditions=study_param("conditions"),
     shell:
         "python -m speedlab.figures final --runs {input.runs:q} --metric {wildcards.metric}"
         " --conditions {params.conditions} --baseline {params.baseline}"
@@ -92,15 +92,15 @@ rule write_report:
             category="{study}",
             labels={"figure": "lab note"},
         ),
+    log:
+        "logs/write_report/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         description=study_param("description"),
         metric=study_param("metric"),
         baseline=study_param("baseline"),
         n_seeds=lambda w: len(study_of(w)["seeds"]),
-    log:
-        "logs/write_report/{study}.log",
-    conda:
-        "../envs/analysis.yaml"
     shell:
         "python -m speedlab.report --study {wildcards.study} --description {params.description:q}"
         " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"

@@ -1,23 +1,23 @@
 import json
-import os
+import shlex
 import sys
 from pathlib import Path
 
-# Jobs run `python -m speedlab...`; make the package importable from this checkout in every job
+# Jobs run `python -m speedlab...`: make the package importable from this checkout in every job
 # (plain venv, conda env or SLURM job) without relying on an editable install.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
-)
+# (The prefix goes through str.format like every shell command, hence the doubled braces.)
+shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from speedlab.config import ConfigError, run_config, validate
-
 
 try:
     validate(config)
 except ConfigError as e:
-    raise WorkflowError(f"config ({', '.join(map(str, workflow.configfiles))}): {e}") from None
+    raise WorkflowError(
+        f"config ({', '.join(map(str, workflow.configfiles))}): {e}"
+    ) from None
 
 
 STUDIES = list(config["studies"])
@@ -53,7 +53,9 @@ def run_config_json(wildcards):
             f"studies.{wildcards.study}: no condition {wildcards.condition!r} "
             f"(conditions: {', '.join(study['conditions'])})"
         )
-    return json.dumps(run_config(config, wildcards.study, wildcards.condition), sort_keys=True)
+    return json.dumps(
+        run_config(config, wildcards.study, wildcards.condition), sort_keys=True
+    )
 
 
 def study_run_files(name):

@@ -5,11 +5,11 @@ rule quantize_roundtrip:
         token_bytes=f"{SHARDS}/token_bytes.npy",
     output:
         roundtrip="results/runs/{study}/{condition}/seed{seed}/roundtrip.json",
-    threads: EXECUTION["train_threads"]
     log:
         "logs/quantize_roundtrip/{study}/{condition}/seed{seed}.log",
     conda:
         "../envs/train.yaml"
+    threads: EXECUTION["train_threads"]
     shell:
         "python -m speedlab.quantize --model {input.model:q} --val {input.val:q}"
         " --token-bytes {input.token_bytes:q} --out {output.roundtrip:q} --threads {threads}"

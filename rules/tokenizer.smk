@@ -3,17 +3,17 @@ rule train_tokenizer:
         docs="results/data/{corpus}/train.parquet",
     output:
         model="results/tokenizer/{corpus}_sp{vocab}.model",
+    log:
+        "logs/train_tokenizer/{corpus}_sp{vocab}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: EXECUTION["tokenize_threads"]
     params:
         max_docs=(
             f"--max-docs {config['tokenizer']['train_docs']}"
             if config["tokenizer"]["train_docs"]
             else ""
         ),
-    threads: EXECUTION["tokenize_threads"]
-    log:
-        "logs/train_tokenizer/{corpus}_sp{vocab}.log",
-    conda:
-        "../envs/data.yaml"
     shell:
         "python -m speedlab.tokenizer train --docs {input.docs:q} --model {output.model:q}"
         " --vocab-size {wildcards.vocab} {params.max_docs} --threads {threads} > {log:q} 2>&1"
@@ -39,13 +39,13 @@ rule tokenize_split:
         model="results/tokenizer/{corpus}_sp{vocab}.model",
     output:
         manifest="results/shards/{corpus}_sp{vocab}/fineweb_{split}.json",
-    params:
-        shard_tokens=config["tokenizer"]["shard_tokens"],
-    threads: EXECUTION["tokenize_threads"]
     log:
         "logs/tokenize_split/{corpus}_sp{vocab}_{split}.log",
     conda:
         "../envs/data.yaml"
+    threads: EXECUTION["tokenize_threads"]
+    params:
+        shard_tokens=config["tokenizer"]["shard_tokens"],
     shell:
         "python -m speedlab.tokenizer encode --docs {input.docs:q} --model {input.model:q}"
         " --out-dir $(dirname {output.manifest:q}) --split {wildcards.split}"

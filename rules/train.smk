@@ -8,17 +8,17 @@ rule train_run:
         summary="results/runs/{study}/{condition}/seed{seed}/summary.json",
         model="results/runs/{study}/{condition}/seed{seed}/model.pt",
         provenance="results/runs/{study}/{condition}/seed{seed}/provenance.json",
-    params:
-        config=run_config_json,
-    threads: EXECUTION["train_threads"]
-    resources:
-        mem_mb=4000,
     log:
         "logs/train_run/{study}/{condition}/seed{seed}.log",
     benchmark:
         "benchmarks/train_run/{study}/{condition}/seed{seed}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: EXECUTION["train_threads"]
+    resources:
+        mem_mb=4000,
+    params:
+        config=run_config_json,
     shell:
         "python -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
         " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"

@@ -50,12 +50,16 @@ def test_scale_preset_is_an_override():
     "edits, key",
     [
         ({"defaults/optim/momentm": 0.9}, "defaults.optim"),
-        ({"studies/quickstart/conditions/layerwise": {"optim.momentm": 0.9}},
-         "studies.quickstart.conditions.layerwise.optim"),
+        (
+            {"studies/quickstart/conditions/layerwise": {"optim.momentm": 0.9}},
+            "studies.quickstart.conditions.layerwise.optim",
+        ),
         ({"defaults/train/steps": "many"}, "defaults.train.steps"),
         ({"defaults/optim/momentum": 1.0}, "defaults.optim.momentum"),
-        ({"studies/quickstart/conditions/layerwise": {"optim.momentum_last": -0.1}},
-         "studies.quickstart.conditions.layerwise.optim.momentum_last"),
+        (
+            {"studies/quickstart/conditions/layerwise": {"optim.momentum_last": -0.1}},
+            "studies.quickstart.conditions.layerwise.optim.momentum_last",
+        ),
         ({"studies/quickstart/seeds": []}, "studies.quickstart.seeds"),
         ({"studies/quickstart/baseline": "nope"}, "studies.quickstart.baseline"),
         ({"data/source": "s3"}, "data.source"),
@@ -74,9 +78,21 @@ def test_snakemake_refuses_a_bad_config_before_planning(tmp_path, cli_env):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
     p = subprocess.run(
-        ["snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path),
-         "--snakefile", str(REPO / "Snakefile")],
-        capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=120,
+        [
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(path),
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert p.returncode != 0
     out = p.stdout + p.stderr

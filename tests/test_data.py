@@ -64,8 +64,7 @@ def test_offline_without_fallback_fails_at_once_with_the_fix(tmp_path, monkeypat
 
 def test_offline_with_fallback_reads_local_files_and_records_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    data = {"source": "hf", "offline_fallback": [str(FINEWEB_JSONL)], "max_docs": 30,
-            "val_docs": 5}
+    data = {"source": "hf", "offline_fallback": [str(FINEWEB_JSONL)], "max_docs": 30, "val_docs": 5}
     record = prepare_corpus(data, *outputs(tmp_path))
     assert record["source"] == "offline_fallback" and record["wanted"]["name"] == "sample-10BT"
     assert read(tmp_path / "val.parquet") == fineweb_texts(5)

@@ -12,9 +12,21 @@ from speedlab.optim import (
 )
 
 OPTIM = dict(
-    matrix_lr=0.04, scalar_lr=0.04, embed_lr=0.05, momentum=0.95, momentum_schedule="uniform",
-    momentum_first=0.95, momentum_last=0.95, momentum_warmup_steps=0, momentum_warmup_start=0.85,
-    ns_steps=5, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, warmup_steps=0, warmdown_frac=0.0,
+    matrix_lr=0.04,
+    scalar_lr=0.04,
+    embed_lr=0.05,
+    momentum=0.95,
+    momentum_schedule="uniform",
+    momentum_first=0.95,
+    momentum_last=0.95,
+    momentum_warmup_steps=0,
+    momentum_warmup_start=0.85,
+    ns_steps=5,
+    adam_beta1=0.9,
+    adam_beta2=0.95,
+    adam_eps=1e-8,
+    warmup_steps=0,
+    warmdown_frac=0.0,
 )
 
 
@@ -52,8 +64,13 @@ def test_layer_momenta():
 
 def test_each_layer_gets_its_momentum_after_warmup():
     model = GPT(vocab_size=64, n_layer=4, d_model=32, n_head=2, n_kv_head=1)
-    cfg = dict(OPTIM, momentum_schedule="linear", momentum_first=0.98, momentum_last=0.90,
-               momentum_warmup_steps=10)
+    cfg = dict(
+        OPTIM,
+        momentum_schedule="linear",
+        momentum_first=0.98,
+        momentum_last=0.90,
+        momentum_warmup_steps=10,
+    )
     muon = build_optimizers(model, cfg)[-1]
     assert isinstance(muon, Muon)
     apply_schedules([muon], 0, 100, cfg)
@@ -69,8 +86,12 @@ def test_each_layer_gets_its_momentum_after_warmup():
 
 def test_every_parameter_has_exactly_one_optimizer():
     model = GPT(vocab_size=64, n_layer=3, d_model=32, n_head=2, n_kv_head=1)
-    owned = [id(p) for opt in build_optimizers(model, OPTIM) for g in opt.param_groups
-             for p in g["params"]]
+    owned = [
+        id(p)
+        for opt in build_optimizers(model, OPTIM)
+        for g in opt.param_groups
+        for p in g["params"]
+    ]
     assert sorted(owned) == sorted(id(p) for p in model.parameters())
 
 

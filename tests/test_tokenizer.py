@@ -7,7 +7,13 @@ import sentencepiece as spm
 
 from speedlab.data import prepare_corpus
 from speedlab.shards import load_split, read_shard
-from speedlab.tokenizer import BOS_ID, encode_split, sequence_bytes, token_byte_table, train_tokenizer
+from speedlab.tokenizer import (
+    BOS_ID,
+    encode_split,
+    sequence_bytes,
+    token_byte_table,
+    train_tokenizer,
+)
 
 
 def test_tokenizer_options_follow_parameter_golf(sp_model):
@@ -57,8 +63,12 @@ def test_tokenizer_never_sees_validation_documents(tmp_path, texts):
     marker = "qzvxqzvxqzvx"
     docs = [f"{marker} {t} {marker * 20}" for t in texts[:30]] + texts[30:300]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    data = {"source": "local", "local": str(tmp_path / "docs.jsonl"), "max_docs": 300,
-            "val_docs": 30}
+    data = {
+        "source": "local",
+        "local": str(tmp_path / "docs.jsonl"),
+        "max_docs": 300,
+        "val_docs": 30,
+    }
     prepare_corpus(data, tmp_path / "train.parquet", tmp_path / "val.parquet", tmp_path / "s.json")
     train_tokenizer(tmp_path / "train.parquet", tmp_path / "sp.model", 512, None, 1)
     sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))

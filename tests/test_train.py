@@ -20,7 +20,10 @@ def shards(tmp_path_factory, sp_model, texts):
     pq.write_table(pa.table({"text": texts[50:]}), d / "train.parquet")
     for split in ("train", "val"):
         encode_split(d / f"{split}.parquet", sp_model, d, split, 10**8, 1)
-    np.save(d / "token_bytes.npy", token_byte_table(spm.SentencePieceProcessor(model_file=str(sp_model))))
+    np.save(
+        d / "token_bytes.npy",
+        token_byte_table(spm.SentencePieceProcessor(model_file=str(sp_model))),
+    )
     return d
 
 
@@ -33,12 +36,19 @@ def smoke_config(condition="layerwise", **train_edits):
 
 
 def run(shards, out, cfg, seed):
-    return train(cfg, seed, shards / "fineweb_train.json", shards / "fineweb_val.json",
-                 shards / "token_bytes.npy", out, {"study": "t", "condition": "c"})
+    return train(
+        cfg,
+        seed,
+        shards / "fineweb_train.json",
+        shards / "fineweb_val.json",
+        shards / "token_bytes.npy",
+        out,
+        {"study": "t", "condition": "c"},
+    )
 
 
 def read_metrics(path):
-    rows = [json.loads(line) for line in open(path)]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     for r in rows:
         r.pop("time_s")
     return rows
@@ -56,7 +66,10 @@ def test_same_seed_same_run_and_loss_falls(tmp_path, shards):
     assert c["val_bpb"] != a["val_bpb"]  # the seed changes the initialisation
     prov = json.loads((tmp_path / "a/provenance.json").read_text())
     assert prov["config"] == cfg and prov["config_hash"] == a["config_hash"]
-    assert a["steps"] == 30 and a["tokens"] == 30 * cfg["train"]["batch_seqs"] * cfg["train"]["seq_len"]
+    assert (
+        a["steps"] == 30
+        and a["tokens"] == 30 * cfg["train"]["batch_seqs"] * cfg["train"]["seq_len"]
+    )
 
 
 def test_seeded_data_order_differs_by_seed_fixed_does_not(tmp_path, shards):

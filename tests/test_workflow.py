@@ -22,8 +22,18 @@ def workdir(tmp_path_factory):
 
 
 def snakemake(workdir, *args, env):
-    cmd = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    cmd = [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout + p.stderr
@@ -43,8 +53,14 @@ def built(workdir):
 
 def test_quickstart_builds_report_stats_and_figures(built):
     workdir, _, _ = built
-    for name in ("report.md", "stats.csv", "runs.parquet", "curves.parquet",
-                 "figures/val_bpb_vs_step.png", "figures/final_q_val_bpb.png"):
+    for name in (
+        "report.md",
+        "stats.csv",
+        "runs.parquet",
+        "curves.parquet",
+        "figures/val_bpb_vs_step.png",
+        "figures/final_q_val_bpb.png",
+    ):
         assert (workdir / STUDY / name).stat().st_size > 0, name
     runs = pd.read_parquet(workdir / STUDY / "runs.parquet")
     assert sorted(zip(runs.condition, runs.seed, strict=True)) == [

@@ -43,7 +43,9 @@ def layer_momenta(schedule: str, n_layer: int, value: float, first: float, last:
 
 class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float, nesterov: bool = True, ns_steps=5):
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+        )
 
     @torch.no_grad()
     def step(self):
