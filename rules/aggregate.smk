@@ -52,8 +52,12 @@ rule plot_curves:
         "logs/plot_curves/{study}_{metric}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        baseline=study_param("baseline"),
+        conditions=study_param("conditions"),
     shell:
         "python -m speedlab.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
+        " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
 
