@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_server import FakeHub
 from huggingface_hub import constants, hf_hub_download
 
+from hub_server import FakeHub
 from speedlab.hub import (
     HubUnreachable,
     config_data_files,

@@ -124,10 +124,20 @@ def plot_curves(
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(metric_label(metric))
     ax.set_title(title or f"{metric_label(metric)} during training")
-    ax.legend(title="condition — line: mean over seeds,\nband: min–max over seeds", fontsize=9,
-              title_fontsize=9)
-    fig.text(0.99, 0.01, f"thin lines: individual seeds{note}", ha="right", va="bottom",
-             fontsize=8, color="0.35")
+    ax.legend(
+        title="condition — line: mean over seeds,\nband: min–max over seeds",
+        fontsize=9,
+        title_fontsize=9,
+    )
+    fig.text(
+        0.01,
+        0.01,
+        f"thin lines: individual seeds{note}",
+        ha="left",
+        va="bottom",
+        fontsize=8,
+        color="0.35",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, out_png)
 
@@ -174,8 +184,16 @@ def plot_final(
             yerr = None
         else:
             yerr = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
-        ax.errorbar(i + offset, row["mean"], yerr=yerr, fmt="D", color="black", markersize=6,
-                    capsize=5, linewidth=1.5)
+        ax.errorbar(
+            i + offset,
+            row["mean"],
+            yerr=yerr,
+            fmt="D",
+            color="black",
+            markersize=6,
+            capsize=5,
+            linewidth=1.5,
+        )
         ax.annotate(
             f"{row['mean']:.4g}\nn={int(row['n'])}",
             (i + offset, row["mean"]),
@@ -185,16 +203,28 @@ def plot_final(
             fontsize=8,
         )
     if baseline in summary.index and not np.isnan(summary.loc[baseline, "mean"]):
-        ax.axhline(summary.loc[baseline, "mean"], color="0.5", linestyle="--", linewidth=1,
-                   label=f"baseline mean ({baseline})")
+        ax.axhline(
+            summary.loc[baseline, "mean"],
+            color="0.5",
+            linestyle="--",
+            linewidth=1,
+            label=f"baseline mean ({baseline})",
+        )
         ax.legend(loc="best", fontsize=9)
     ax.set_xlim(-0.5, len(order) - 0.5 + offset)
     ax.set_xlabel("condition")
     ax.set_ylabel(metric_label(metric))
     ci = f"{100 * (1 - alpha):.0f}%"
     ax.set_title(title or f"Final {metric_label(metric)}")
-    fig.text(0.99, 0.01, f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval",
-             ha="right", va="bottom", fontsize=8, color="0.35")
+    fig.text(
+        0.99,
+        0.01,
+        f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.35",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, out_png)
 
@@ -230,11 +260,24 @@ def main(argv: list[str] | None = None) -> None:
 
     args = p.parse_args(argv)
     if args.kind == "curves":
-        plot_curves(pd.read_parquet(args.curves), args.out, metric=args.metric, x=args.x,
-                    title=args.title, conditions=args.conditions, baseline=args.baseline)
+        plot_curves(
+            pd.read_parquet(args.curves),
+            args.out,
+            metric=args.metric,
+            x=args.x,
+            title=args.title,
+            conditions=args.conditions,
+            baseline=args.baseline,
+        )
     else:
-        plot_final(pd.read_parquet(args.runs), args.out, metric=args.metric,
-                   conditions=args.conditions, baseline=args.baseline, title=args.title)
+        plot_final(
+            pd.read_parquet(args.runs),
+            args.out,
+            metric=args.metric,
+            conditions=args.conditions,
+            baseline=args.baseline,
+            title=args.title,
+        )
 
 
 if __name__ == "__main__":

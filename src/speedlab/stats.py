@@ -70,7 +70,7 @@ def _summary_row(x: np.ndarray, alpha: float) -> dict[str, float]:
     if sem > 0:
         lo, hi = sps.t.interval(1 - alpha, df=n - 1, loc=mean, scale=sem)
     else:
-        # scipy returns NaN for scale=0; identical seeds mean a zero-width interval, not missing data.
+        # scipy gives NaN for scale=0; identical seeds mean a zero-width interval, not no data.
         lo = hi = mean
     return {"mean": mean, "sd": sd, "sem": sem, "ci_low": float(lo), "ci_high": float(hi)}
 
