@@ -18,7 +18,9 @@ ARGS ?=
 
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
-SNAKEMAKE_DATA := $(if $(DATA),--config "data={source: local, local: '$(DATA)'}")
+comma := ,
+# DATA overrides data.source/data.local on the command line; the rest of `data` stays as is.
+SNAKEMAKE_DATA := $(if $(DATA),--config "data={source: local$(comma) local: '$(DATA)'}")
 
 .PHONY: setup run test lint report clean
 
