@@ -11,6 +11,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from speedlab.config import ConfigError, run_config, validate
+from speedlab.data import local_files
 
 try:
     validate(config)
@@ -18,6 +19,13 @@ except ConfigError as e:
     raise WorkflowError(
         f"config ({', '.join(map(str, workflow.configfiles))}): {e}"
     ) from None
+
+# A glob that matches nothing fails here, before any job (and any deletion of old outputs).
+if config["data"]["source"] == "local":
+    try:
+        local_files(config["data"].get("local") or [])
+    except (FileNotFoundError, ValueError) as e:
+        raise WorkflowError(str(e)) from None
 
 
 STUDIES = list(config["studies"])

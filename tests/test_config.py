@@ -99,3 +99,19 @@ def test_snakemake_refuses_a_bad_config_before_planning(tmp_path, cli_env):
     assert "studies.quickstart.conditions.layerwise.optim.momentum_first" in out
     assert "1.5 is greater than or equal to the maximum of 1" in out
     assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_a_data_glob_matching_nothing_stops_snakemake_before_any_job(tmp_path, cli_env):
+    c = cfg(**{"data/source": "local", "data/local": str(tmp_path / "none-*.jsonl")})
+    (tmp_path / "results/data").mkdir(parents=True)
+    kept = tmp_path / "results/data/keep.parquet"  # something computed earlier
+    kept.write_bytes(b"data")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(c))
+    p = subprocess.run(
+        ["snakemake", "--cores", "1", "--configfile", str(tmp_path / "c.yaml"),
+         "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
+        capture_output=True, text=True, env=cli_env, timeout=120,
+    )  # fmt: skip
+    assert p.returncode != 0
+    assert "data.local: the glob" in p.stderr + p.stdout and "none-*.jsonl" in p.stderr + p.stdout
+    assert kept.read_bytes() == b"data"

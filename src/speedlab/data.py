@@ -29,6 +29,8 @@ def _as_list(globs: str | list[str]) -> list[str]:
 def local_files(globs: str | list[str]) -> list[str]:
     """Files matched by each glob (sorted within a glob, globs in the given order)."""
     files = []
+    if not globs:
+        raise ValueError("data.local: required when data.source is 'local' (a glob or a list)")
     for pattern in _as_list(globs):
         matched = sorted(glob.glob(os.path.expanduser(pattern)))
         if not matched:
@@ -72,9 +74,7 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
     """The document stream the config asks for, and a record of where it really came from."""
     column = data.get("text_column", "text")
     if data["source"] == "local":
-        if not data.get("local"):
-            raise ValueError("data.local: required when data.source is 'local' (a glob or list)")
-        files = local_files(data["local"])
+        files = local_files(data.get("local"))
         return iter_local_texts(files, column), {"source": "local", "files": files}
 
     from speedlab import hub  # the hub client is only imported when it is needed
