@@ -6,8 +6,10 @@ count, zeros) followed by the tokens as little-endian uint16.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,97 @@ def load_split(manifest_path: str | Path) -> np.ndarray:
     manifest = json.loads(manifest_path.read_text())
     parts = [read_shard(manifest_path.parent / name) for name in manifest["shards"]]
     return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+
+
+def file_fingerprint(path: str | Path, content_hash: bool = False) -> dict:
+    """Identity of an input file for resuming: size and mtime, or the sha256 of small files."""
+    st = os.stat(path)
+    fp = {"name": Path(path).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if content_hash:
+        fp["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        del fp["mtime_ns"]
+    return fp
+
+
+class ShardWriter:
+    """Cuts the token stream of consecutive documents into shards of `shard_tokens`, resumably.
+
+    After each shard it records in fineweb_<split>.progress.json the document the next shard
+    starts in and how many of that document's tokens are already written. A killed job therefore
+    resumes after its last complete shard and produces the same bytes as an uninterrupted run;
+    a progress file made from other inputs (fingerprint mismatch) is ignored and the split is
+    redone from scratch. The manifest, written last, marks the split complete.
+    """
+
+    def __init__(self, out_dir: Path, split: str, shard_tokens: int, fingerprint: dict):
+        self.out_dir, self.split, self.shard_tokens = Path(out_dir), split, shard_tokens
+        self.fingerprint = {**fingerprint, "shard_tokens": shard_tokens}
+        self.progress_path = self.out_dir / f"fineweb_{split}.progress.json"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.records = self._resumable()  # {name, tokens, next_doc, skip} per written shard
+        # The document the stream restarts at, and how many of its tokens to drop.
+        self.next_doc = self.records[-1]["next_doc"] if self.records else 0
+        self.skip = self.records[-1]["skip"] if self.records else 0
+        kept = {r["name"] for r in self.records}
+        for stale in self.out_dir.glob(f"fineweb_{split}_*.bin"):
+            if stale.name not in kept:
+                stale.unlink()  # an unrecorded or old shard must not end up in the manifest
+        self._doc, self._doc_skip = self.next_doc, self.skip
+        self._pending: deque[np.ndarray] = deque()
+        self._n_pending = 0
+
+    def _resumable(self) -> list[dict]:
+        try:
+            progress = json.loads(self.progress_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+        if progress.get("fingerprint") != self.fingerprint:
+            return []
+        shards = progress.get("shards", [])
+        for s in shards:
+            path = self.out_dir / s["name"]
+            try:
+                if int(read_header(path)[2]) != s["tokens"] or os.path.getsize(path) != (
+                    HEADER_BYTES + 2 * s["tokens"]
+                ):
+                    return []
+            except (OSError, ValueError):
+                return []
+        return shards
+
+    def add(self, tokens: np.ndarray) -> None:
+        """Append the tokens of the next document (the first call: the resumed document's tail)."""
+        self._pending.append(tokens)
+        self._n_pending += len(tokens)
+        while self._n_pending >= self.shard_tokens:
+            self._write(self.shard_tokens)
+
+    def _write(self, n: int) -> None:
+        parts, need = [], n
+        while need:
+            head = self._pending[0]
+            if len(head) <= need:
+                parts.append(self._pending.popleft())
+                need -= len(head)
+                self._doc, self._doc_skip = self._doc + 1, 0
+            else:
+                parts.append(head[:need])
+                self._pending[0] = head[need:]
+                self._doc_skip += need
+                need = 0
+        self._n_pending -= n
+        name = f"fineweb_{self.split}_{len(self.records):06d}.bin"
+        write_shard(self.out_dir / name, np.concatenate(parts))
+        self.records.append(dict(name=name, tokens=n, next_doc=self._doc, skip=self._doc_skip))
+        tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "shards": self.records}))
+        os.replace(tmp, self.progress_path)
+
+    def close(self, **manifest_extra) -> list[int]:
+        if self._n_pending:
+            self._write(self._n_pending)
+        counts = [r["tokens"] for r in self.records]
+        names = [r["name"] for r in self.records]
+        write_manifest(self.out_dir / f"fineweb_{self.split}.json", names, counts, **manifest_extra)
+        self.progress_path.unlink(missing_ok=True)
+        return counts

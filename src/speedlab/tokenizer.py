@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import sentencepiece as spm
 
-from speedlab.shards import write_manifest, write_shard
+from speedlab.shards import ShardWriter, file_fingerprint
 
 log = logging.getLogger("speedlab.tokenizer")
 BOS_ID = 1
@@ -95,43 +95,45 @@ def sequence_bytes(table: np.ndarray, prev: np.ndarray, target: np.ndarray) -> n
 
 
 def encode_split(
-    docs: Path, model: Path, out_dir: Path, split: str, shard_tokens: int, threads: int
+    docs: Path,
+    model: Path,
+    out_dir: Path,
+    split: str,
+    shard_tokens: int,
+    threads: int,
+    batch_docs: int = 1024,
 ) -> list[int]:
-    """Encode documents to shards fineweb_<split>_NNNNNN.bin, each document preceded by BOS."""
+    """Encode documents to shards fineweb_<split>_NNNNNN.bin, each document preceded by BOS.
+
+    Streaming: memory holds one batch of documents and at most one shard. `threads` are
+    SentencePiece's own encoder threads (C++, outside the GIL); the output does not depend on
+    their number. A killed run resumes after its last complete shard (see ShardWriter).
+    """
     sp = spm.SentencePieceProcessor(model_file=str(model))
     if sp.vocab_size() > 65536:
-        raise ValueError(f"{model}: vocab {sp.vocab_size()} does not fit uint16 shards")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(f"fineweb_{split}_*.bin"):
-        stale.unlink()  # a previous run with a different shard size must not leave extras
-    paths: list[Path] = []
-    counts: list[int] = []
-
-    def write(tokens: np.ndarray) -> None:
-        paths.append(out_dir / f"fineweb_{split}_{len(paths):06d}.bin")
-        write_shard(paths[-1], tokens)
-        counts.append(len(tokens))
-
-    # Memory stays bounded by one shard plus one batch of documents.
-    pending: list[np.ndarray] = []
-    n_pending = 0
+        raise ValueError(
+            f"{model}: vocab size {sp.vocab_size()} has ids above 65535, which do not fit the "
+            "uint16 shard format; use tokenizer.vocab_size <= 65536"
+        )
+    fingerprint = {
+        "docs": file_fingerprint(docs),
+        "model": file_fingerprint(model, content_hash=True),
+    }
+    writer = ShardWriter(out_dir, split, shard_tokens, fingerprint)
     texts = iter_parquet_texts(docs)
-    while batch := list(itertools.islice(texts, 512)):
+    n_docs = sum(1 for _ in itertools.islice(texts, writer.next_doc))  # already in shards
+    skip = writer.skip
+    while batch := list(itertools.islice(texts, batch_docs)):
+        n_docs += len(batch)
         for ids in sp.encode(batch, num_threads=threads):
-            pending.append(np.asarray([BOS_ID, *ids], dtype=np.uint16))
-            n_pending += len(ids) + 1
-        if n_pending >= shard_tokens:
-            tokens = np.concatenate(pending)
-            while len(tokens) >= shard_tokens:
-                write(tokens[:shard_tokens])
-                tokens = tokens[shard_tokens:]
-            pending, n_pending = [tokens], len(tokens)
-    if n_pending:
-        write(np.concatenate(pending))
-    write_manifest(
-        out_dir / f"fineweb_{split}.json", paths, counts, tokenizer=Path(model).name, bos_id=BOS_ID
-    )
-    return counts
+            tokens = np.empty(len(ids) + 1, dtype=np.uint16)
+            tokens[0] = BOS_ID
+            tokens[1:] = ids
+            writer.add(tokens[skip:])
+            skip = 0
+    if n_docs == 0:
+        raise ValueError(f"{docs}: no documents to tokenize")
+    return writer.close(tokenizer=Path(model).name, bos_id=BOS_ID, vocab_size=sp.vocab_size())
 
 
 def main(argv=None) -> None:
