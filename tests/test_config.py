@@ -65,6 +65,7 @@ def test_scale_preset_is_an_override():
         ({"data/source": "s3"}, "data.source"),
         ({"data/max_docs": None}, "data"),
         ({"scale": "huge"}, "scale"),
+        ({"tokenizer/vocab_size": 70000}, "tokenizer.vocab_size"),
     ],
 )
 def test_bad_config_names_the_key(edits, key):

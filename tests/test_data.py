@@ -68,3 +68,23 @@ def test_offline_with_fallback_reads_local_files_and_records_it(tmp_path, monkey
     record = prepare_corpus(data, *outputs(tmp_path))
     assert record["source"] == "offline_fallback" and record["wanted"]["name"] == "sample-10BT"
     assert read(tmp_path / "val.parquet") == fineweb_texts(5)
+
+
+def test_non_utf8_jsonl_names_file_and_line(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid UTF-8 \(byte 0xe9"):
+        list(iter_local_texts(str(tmp_path / "d.jsonl")))
+
+
+def test_parquet_without_the_text_column(tmp_path):
+    pq.write_table(pa.table({"body": ["a", "b"]}), tmp_path / "d.parquet")
+    with pytest.raises(KeyError, match=r"d.parquet: no column 'text' \(columns: \['body'\]\)"):
+        list(iter_local_texts(str(tmp_path / "d.parquet")))
+
+
+def test_empty_document_set(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": ""}\n{"text": "   "}\n')
+    data = {"source": "local", "local": str(tmp_path / "d.jsonl"), "max_docs": 10, "val_docs": 1}
+    with pytest.raises(ValueError, match=r"no non-empty documents \(.*d.jsonl\)"):
+        prepare_corpus(data, *outputs(tmp_path))
+    assert not list(tmp_path.glob("*.parquet"))

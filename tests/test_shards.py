@@ -51,3 +51,35 @@ def test_manifest_concatenates_shards_in_order(tmp_path):
     write_shard(paths[1], b)
     write_manifest(tmp_path / "fineweb_val.json", paths, [10, 5])
     np.testing.assert_array_equal(load_split(tmp_path / "fineweb_val.json"), np.arange(15))
+
+
+def test_check_command_names_each_broken_invariant(tmp_path, capsys):
+    from speedlab.shards import inspect_shard, main
+
+    good = tmp_path / "good.bin"
+    write_shard(good, np.array([1, 5, 7, 1, 9], dtype=np.uint16))
+    assert inspect_shard(good, vocab=10)[1] == []
+    info = inspect_shard(good)[0]
+    assert (info["tokens"], info["bos"], info["min_id"], info["max_id"]) == (5, 2, 1, 9)
+
+    data = good.read_bytes()
+    bad_magic = tmp_path / "magic.bin"
+    bad_magic.write_bytes(b"\x01" + data[1:])
+    truncated = tmp_path / "trunc.bin"
+    truncated.write_bytes(data[:-1])
+    count = tmp_path / "count.bin"
+    count.write_bytes(data + b"\x01\x00")
+    cases = {
+        bad_magic: "magic",
+        truncated: "not a whole number of uint16",
+        count: "header says 5 tokens, body holds 6",
+    }
+    for path, problem in cases.items():
+        assert any(problem in p for p in inspect_shard(path)[1]), path
+    assert "outside the vocabulary" in inspect_shard(good, vocab=8)[1][0]
+    with pytest.raises(SystemExit, match="3 of 4 shard"):
+        main(["check", str(good), *map(str, cases)])
+    err = capsys.readouterr().err
+    assert f"{truncated}: FAIL" in err and f"{good}: FAIL" not in err
+    main(["info", str(good)])
+    assert "tokens=5 bos=2" in capsys.readouterr().out

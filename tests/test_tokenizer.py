@@ -1,8 +1,10 @@
+import hashlib
 import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import sentencepiece as spm
 
 from speedlab.data import prepare_corpus
@@ -76,3 +78,80 @@ def test_tokenizer_never_sees_validation_documents(tmp_path, texts):
     assert not [p for p in pieces if "qzv" in p or "zvx" in p]
     val = pq.read_table(tmp_path / "val.parquet").column("text").to_pylist()
     assert val == docs[:30]
+
+
+def _shard_hashes(d, split):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.glob(f"*_{split}_*.bin")}
+
+
+@pytest.fixture
+def docs_parquet(tmp_path, texts):
+    pq.write_table(pa.table({"text": texts[:200]}), tmp_path / "docs.parquet", row_group_size=37)
+    return tmp_path / "docs.parquet"
+
+
+def test_same_bytes_whatever_the_worker_count(tmp_path, sp_model, docs_parquet):
+    one, many = tmp_path / "one", tmp_path / "many"
+    encode_split(docs_parquet, sp_model, one, "train", 20_000, threads=1, batch_docs=16)
+    encode_split(docs_parquet, sp_model, many, "train", 20_000, threads=2, batch_docs=64)
+    assert len(_shard_hashes(one, "train")) > 3
+    assert _shard_hashes(one, "train") == _shard_hashes(many, "train")
+    assert (one / "fineweb_train.json").read_text() == (many / "fineweb_train.json").read_text()
+
+
+def test_killed_run_resumes_to_identical_shards(tmp_path, sp_model, docs_parquet, monkeypatch):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    encode_split(docs_parquet, sp_model, clean, "train", 15_000, threads=2)
+    import speedlab.shards
+
+    real_write, calls = speedlab.shards.write_shard, []
+
+    def dies_on_fourth(path, tokens):
+        calls.append(path)
+        if len(calls) == 4:
+            real_write(path, tokens[: len(tokens) // 2])  # a shard cut short, as if killed
+            raise KeyboardInterrupt("killed")
+        real_write(path, tokens)
+
+    monkeypatch.setattr(speedlab.shards, "write_shard", dies_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        encode_split(docs_parquet, sp_model, killed, "train", 15_000, threads=2)
+    assert not (killed / "fineweb_train.json").exists()  # incomplete split: no manifest
+    monkeypatch.setattr(speedlab.shards, "write_shard", real_write)
+    resumed = []
+    monkeypatch.setattr(
+        speedlab.shards, "write_shard", lambda p, t: (resumed.append(p.name), real_write(p, t))
+    )
+    encode_split(docs_parquet, sp_model, killed, "train", 15_000, threads=2)
+    assert resumed[0] == "fineweb_train_000003.bin"  # the three complete shards were kept
+    assert _shard_hashes(killed, "train") == _shard_hashes(clean, "train")
+    assert not (killed / "fineweb_train.progress.json").exists()
+
+
+def test_progress_from_other_inputs_is_not_resumed(tmp_path, sp_model, docs_parquet, texts):
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "fineweb_train.progress.json").write_text(
+        json.dumps({"fingerprint": {"stale": 1}, "shards": [{"name": "fineweb_train_000000.bin"}]})
+    )
+    (out / "fineweb_train_000009.bin").write_bytes(b"junk from an older run")
+    encode_split(docs_parquet, sp_model, out, "train", 10**8, threads=1)
+    assert sorted(p.name for p in out.glob("*.bin")) == ["fineweb_train_000000.bin"]
+
+
+def test_bpb_invariant_over_the_whole_val_split(tmp_path, sp_model, texts):
+    pq.write_table(pa.table({"text": texts[:50]}), tmp_path / "val.parquet")
+    encode_split(tmp_path / "val.parquet", sp_model, tmp_path, "val", 10**8, 2)
+    tokens = load_split(tmp_path / "fineweb_val.json").astype(np.int64)
+    sp = spm.SentencePieceProcessor(model_file=str(sp_model))
+    counted = sequence_bytes(token_byte_table(sp), tokens[:-1], tokens[1:]).sum()
+    docs = np.split(tokens, np.flatnonzero(tokens == BOS_ID)[1:])
+    decoded = sum(len(sp.decode(d[1:].tolist()).encode("utf-8")) for d in docs)
+    assert counted == decoded
+
+
+def test_empty_document_set_is_refused(tmp_path, sp_model):
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    with pytest.raises(ValueError, match=r"none.parquet: no documents to tokenize"):
+        encode_split(tmp_path / "none.parquet", sp_model, tmp_path / "o", "val", 100, 1)
+    assert not (tmp_path / "o" / "fineweb_val.json").exists()

@@ -55,8 +55,16 @@ def iter_local_texts(globs: str | list[str], text_column: str = "text") -> Itera
                 yield from batch.column(0).to_pylist()
         elif path.endswith((".jsonl", ".jsonl.gz")):
             opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
+            with opener(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    # Decoded line by line so a bad byte is reported with its line number.
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise ValueError(
+                            f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at "
+                            f"column {e.start + 1}); JSONL files must be UTF-8"
+                        ) from e
                     if not line.strip():
                         continue
                     try:
@@ -107,6 +115,10 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
     return iter_local_texts(files, column), record
 
 
+def _describe(record: dict) -> str:
+    return ", ".join(record.get("files", [])) or f"{record.get('repo')} ({record.get('name')})"
+
+
 def _write_texts(path: Path, texts: list[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(pa.table({"text": pa.array(texts, pa.large_string())}), tmp)
@@ -118,6 +130,8 @@ def prepare_corpus(data: dict, train_out: Path, val_out: Path, source_out: Path)
     # Empty documents would become a lone BOS token: they carry nothing to learn or measure.
     docs = list(itertools.islice((t for t in texts if t and t.strip()), data["max_docs"]))
     n_val = data["val_docs"]
+    if not docs:
+        raise ValueError(f"data: the source gave no non-empty documents ({_describe(record)})")
     if len(docs) <= n_val:
         raise ValueError(
             f"data.val_docs: {n_val} validation documents leave none for training "

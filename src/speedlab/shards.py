@@ -2,13 +2,18 @@
 
 A shard is a 1024-byte header of 256 little-endian int32 (magic 20240520, version 1, token
 count, zeros) followed by the tokens as little-endian uint16.
+
+    python -m speedlab.shards info FILE...                  header, tokens, BOS count, id range
+    python -m speedlab.shards check --vocab 1024 FILE...    verify every invariant (exit 1 if not)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -162,3 +167,68 @@ class ShardWriter:
         write_manifest(self.out_dir / f"fineweb_{self.split}.json", names, counts, **manifest_extra)
         self.progress_path.unlink(missing_ok=True)
         return counts
+
+
+def inspect_shard(path: str | Path, vocab: int | None = None, bos_id: int = 1) -> tuple[dict, list]:
+    """Facts about one shard and the list of invariants it breaks (empty when it is sound)."""
+    path = Path(path)
+    size = os.path.getsize(path)
+    info: dict = {"file": str(path), "bytes": size}
+    if size < HEADER_BYTES:
+        return info, [f"{size} bytes, shorter than the {HEADER_BYTES}-byte header"]
+    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
+    info.update(magic=int(header[0]), version=int(header[1]), tokens=int(header[2]))
+    problems = []
+    if header[0] != MAGIC:
+        problems.append(f"magic {header[0]} (expected {MAGIC})")
+    if header[1] != VERSION:
+        problems.append(f"version {header[1]} (expected {VERSION})")
+    if header[3:].any():
+        problems.append("header ints 3..255 are not all zero")
+    body = size - HEADER_BYTES
+    if body % 2:
+        problems.append(f"body of {body} bytes is not a whole number of uint16 tokens")
+    if body // 2 != header[2]:
+        problems.append(f"header says {header[2]} tokens, body holds {body // 2}")
+    tokens = np.fromfile(path, dtype="<u2", offset=HEADER_BYTES)
+    if tokens.size:
+        info.update(
+            bos=int((tokens == bos_id).sum()), min_id=int(tokens.min()), max_id=int(tokens.max())
+        )
+        if vocab is not None and tokens.max() >= vocab:
+            problems.append(f"token id {tokens.max()} is outside the vocabulary (size {vocab})")
+        if info["bos"] == 0:
+            problems.append(f"no BOS token (id {bos_id}): documents are not delimited")
+    else:
+        problems.append("no tokens")
+    return info, problems
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m speedlab.shards",
+        description="Inspect or verify token shards.",
+    )
+    p.add_argument("mode", choices=["info", "check"])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--vocab", type=int, help="vocabulary size: every id must be below it")
+    p.add_argument("--bos-id", type=int, default=1)
+    args = p.parse_args(argv)
+    failed = 0
+    for path in args.files:
+        info, problems = inspect_shard(path, args.vocab, args.bos_id)
+        facts = " ".join(f"{k}={v}" for k, v in info.items() if k != "file")
+        if args.mode == "info":
+            print(f"{path}: {facts}")
+        if args.mode == "check" or problems:
+            for problem in problems:
+                print(f"{path}: FAIL {problem}", file=sys.stderr)
+            if args.mode == "check" and not problems:
+                print(f"{path}: ok ({info['tokens']:,} tokens, {info['bos']:,} documents)")
+        failed += bool(problems)
+    if args.mode == "check" and failed:
+        sys.exit(f"{failed} of {len(args.files)} shard(s) failed the check")
+
+
+if __name__ == "__main__":
+    main()
