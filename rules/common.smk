@@ -33,6 +33,7 @@ CORPUS = config["data"]["corpus"]
 TOKENIZER = f"{CORPUS}_sp{config['tokenizer']['vocab_size']}"
 SHARDS = f"results/shards/{TOKENIZER}"
 EXECUTION = config["execution"]
+TOKENIZE_THREADS = EXECUTION["tokenize_threads"] or workflow.cores or 1
 
 
 wildcard_constraints:

@@ -7,7 +7,7 @@ rule train_tokenizer:
         "logs/train_tokenizer/{corpus}_sp{vocab}.log",
     conda:
         "../envs/data.yaml"
-    threads: EXECUTION["tokenize_threads"]
+    threads: TOKENIZE_THREADS
     params:
         max_docs=(
             f"--max-docs {config['tokenizer']['train_docs']}"
@@ -43,7 +43,7 @@ rule tokenize_split:
         "logs/tokenize_split/{corpus}_sp{vocab}_{split}.log",
     conda:
         "../envs/data.yaml"
-    threads: EXECUTION["tokenize_threads"]
+    threads: TOKENIZE_THREADS
     params:
         shard_tokens=config["tokenizer"]["shard_tokens"],
     shell:
