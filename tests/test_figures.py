@@ -45,3 +45,51 @@ def test_curves_against_time_and_a_single_seed(tmp_path):
     curves, runs = synthetic(n_seeds=1)
     assert plot_curves(curves, tmp_path / "t.png", x="time_s").stat().st_size > 10_000
     assert plot_final(runs, tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_pngs_decode_at_the_intended_resolution(tmp_path):
+    import matplotlib.image
+
+    curves, runs = synthetic()
+    # A diverged seed with a NaN metric must be left out, not crash the interval.
+    runs.loc[0, ["q_val_bpb", "diverged"]] = [float("nan"), True]
+    path = plot_final(runs, tmp_path / "final.png", baseline="uniform")
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] == 5 * 150  # 5 in tall at dpi 150
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_cli_subcommands(tmp_path):
+    from speedlab.figures import main
+
+    curves, runs = synthetic()
+    curves.to_parquet(tmp_path / "curves.parquet")
+    runs.to_parquet(tmp_path / "runs.parquet")
+    out_c, out_f = tmp_path / "figs/curves.png", tmp_path / "figs/final.png"
+    main(
+        [
+            "curves",
+            "--curves",
+            str(tmp_path / "curves.parquet"),
+            "--metric",
+            "val_bpb",
+            "--out",
+            str(out_c),
+        ]
+    )
+    main(
+        [
+            "final",
+            "--runs",
+            str(tmp_path / "runs.parquet"),
+            "--metric",
+            "q_val_bpb",
+            "--conditions",
+            "uniform,layerwise",
+            "--baseline",
+            "uniform",
+            "--out",
+            str(out_f),
+        ]
+    )
+    assert out_c.read_bytes().startswith(PNG_MAGIC) and out_f.read_bytes().startswith(PNG_MAGIC)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import constants, hf_hub_download
 
-from hub_server import FakeHub
+from hub_server import COMMIT, FakeHub
 from speedlab.hub import (
     HubUnreachable,
     config_data_files,
@@ -183,3 +183,46 @@ def test_the_loopback_hub_serves_hf_hub_download(
     )
     assert Path(path).read_bytes() == (repo_dir / SAMPLE[1]).read_bytes()
     assert [s.method for s in hub.log] == ["HEAD", "GET"]
+
+
+def test_a_cached_read_makes_no_request_for_the_files(
+    hub: FakeHub, repo_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = list(iter_hub_texts(REPO, "sample-10BT", max_docs=450, cache_dir=cache))
+    assert first == local_texts(repo_dir, SAMPLE)[:450]
+    # Keyed by the commit `main` pointed to; 450 docs = all 8 groups of file 0, 4 of file 1.
+    groups = cache / REPO / COMMIT / SAMPLE[0]
+    assert sorted(p.name for p in groups.iterdir()) == [
+        *(f"rg{i:05d}.parquet" for i in range(8)),
+        "row_groups.json",
+    ]
+    assert len(list((cache / REPO / COMMIT / SAMPLE[1]).glob("rg*.parquet"))) == 4
+    assert pq.read_table(groups / "rg00000.parquet").column_names == ["text"]
+    hub.log.clear()
+    assert list(iter_hub_texts(REPO, "sample-10BT", max_docs=450, cache_dir=cache)) == first
+    assert hub.gets(SAMPLE[0]) == [] and hub.gets(SAMPLE[1]) == []  # not even the footers
+
+
+def test_an_interrupted_read_fetches_only_the_missing_groups(
+    hub: FakeHub, repo_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="killed"):
+        for i, _ in enumerate(iter_hub_texts(REPO, "sample-10BT", max_docs=450, cache_dir=cache)):
+            if i == 99:  # mid-way through row group 2 of file 0
+                raise RuntimeError("killed")
+    before = [g.range for g in hub.gets(SAMPLE[0])]
+    assert len(before) == 4  # the footer, then groups 0, 1, 2
+    hub.log.clear()
+    texts = list(iter_hub_texts(REPO, "sample-10BT", max_docs=450, cache_dir=cache))
+    assert texts == local_texts(repo_dir, SAMPLE)[:450]
+    after = [g.range for g in hub.gets(SAMPLE[0])]
+    assert set(before) & set(after) == {before[0]}  # only the footer is fetched again
+    assert len(after) == 1 + 5  # the footer, then groups 3..7
+
+
+def test_a_cache_for_a_missing_repo_names_it(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nobody/nothing"):
+        next(iter_hub_texts("nobody/nothing", "sample-10BT", max_docs=5, cache_dir=tmp_path))
+    assert list(tmp_path.iterdir()) == []

@@ -64,3 +64,74 @@ def test_csv_roundtrip(tmp_path):
     back = pd.read_csv(tmp_path / "s.csv")
     assert list(back.columns) == list(written.columns)
     assert back["welch_p"].iloc[1] == written["welch_p"].iloc[1]  # full precision kept
+
+
+def test_hand_checkable_t_tests():
+    # a: mean 2, var 1; b: mean 6, var 10.
+    # Student: pooled var (2*1 + 4*10)/6 = 7, se = sqrt(7 * (1/3 + 1/5)), df = 6.
+    # Welch: se^2 = 1/3 + 10/5 = 7/3, df = (7/3)^2 / ((1/3)^2/2 + 2^2/4) = 98/19.
+    runs = runs_frame({"a": [1, 2, 3], "b": [2, 4, 6, 8, 10]})
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["diff"] == pytest.approx(4.0) and c["diff_pct"] == pytest.approx(200.0)
+    assert c["student_t"] == pytest.approx(4 / np.sqrt(7 * 8 / 15))
+    assert c["student_df"] == 6
+    assert c["welch_t"] == pytest.approx(4 / np.sqrt(7 / 3))
+    assert c["welch_df"] == pytest.approx(98 / 19)
+    assert c["welch_p"] == pytest.approx(2 * sps.t.sf(4 / np.sqrt(7 / 3), 98 / 19))
+    assert c["student_p"] == pytest.approx(2 * sps.t.sf(4 / np.sqrt(7 * 8 / 15), 6))
+    # 4 / sqrt(7/3) = 2.619, p = 0.046 < 0.05 and the condition is higher: worse.
+    assert c["verdict"] == "worse"
+
+
+def test_equal_variances_make_student_and_welch_agree():
+    # sd 1 in both arms of 3: t = -3 / sqrt(2/3) = -3.674, df = 4 for both tests.
+    c = compare(runs_frame({"a": [4, 5, 6], "b": [1, 2, 3]}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["student_t"] == pytest.approx(-3 / np.sqrt(2 / 3))
+    assert c["welch_t"] == pytest.approx(c["student_t"])
+    assert c["student_df"] == 4 and c["welch_df"] == pytest.approx(4)
+    assert c["welch_p"] == pytest.approx(c["student_p"]) and c["verdict"] == "better"
+
+
+def test_small_arms_give_nan_not_errors():
+    runs = runs_frame({"a": [1.5], "b": [1.25, 1.25, 1.25]})  # exact in binary
+    s = summarize(runs, "q_val_bpb", ["a", "b", "absent"], planned_seeds=3).set_index("condition")
+    assert s.loc["a", "n"] == 1 and s.loc["a", "mean"] == 1.5
+    assert s.loc["a", ["sd", "sem", "ci_low", "ci_high"]].isna().all()
+    assert s.loc["absent", "n"] == 0 and np.isnan(s.loc["absent", "mean"])
+    # identical seeds: a zero-width interval rather than scipy's NaN for scale=0
+    assert s.loc["b", "ci_low"] == s.loc["b", "ci_high"] == 1.25
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["verdict"] == "insufficient data" and np.isnan(c["student_t"])
+
+
+def test_baseline_must_be_a_condition():
+    with pytest.raises(ValueError, match="baseline"):
+        stats_table(runs_frame({"a": BASE}), "q_val_bpb", "z", ["a"], planned_seeds=4)
+
+
+def test_cli_writes_the_csv(tmp_path):
+    from speedlab.stats import STATS_COLUMNS, main
+
+    runs_frame({"uniform": BASE, "layerwise": BETTER}).to_parquet(tmp_path / "runs.parquet")
+    out = tmp_path / "out" / "stats.csv"
+    main(
+        [
+            "--runs",
+            str(tmp_path / "runs.parquet"),
+            "--metric",
+            "q_val_bpb",
+            "--baseline",
+            "uniform",
+            "--conditions",
+            "uniform,layerwise",
+            "--planned-seeds",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
+    table = pd.read_csv(out)
+    assert list(table.columns) == STATS_COLUMNS
+    assert list(table["condition"]) == ["uniform", "layerwise"]
+    assert table.loc[0, ["diff", "welch_p", "verdict", "baseline"]].isna().all()
+    assert table.loc[1, "verdict"] == "better" and table.loc[1, "n_planned"] == 5

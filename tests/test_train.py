@@ -50,7 +50,8 @@ def run(shards, out, cfg, seed):
 def read_metrics(path):
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     for r in rows:
-        r.pop("time_s")
+        for timing in ("time_s", "step_ms", "tok_s"):
+            r.pop(timing, None)
     return rows
 
 
@@ -101,3 +102,94 @@ def test_divergence_is_recorded_not_hidden(tmp_path, shards, monkeypatch):
     s = run(shards, tmp_path / "d", smoke_config(steps=20), seed=0)
     assert s["diverged"] and s["steps"] == 6
     assert (tmp_path / "d/model.pt").exists() and (tmp_path / "d/summary.json").exists()
+
+
+def _launch(shards, out, ckpt, cfg, env):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "speedlab.train", "--config", json.dumps(cfg), "--seed", "1",
+            "--train", str(shards / "fineweb_train.json"),
+            "--val", str(shards / "fineweb_val.json"),
+            "--token-bytes", str(shards / "token_bytes.npy"), "--out-dir", str(out),
+            "--checkpoint-dir", str(ckpt)]  # fmt: skip
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _wait_for_step(proc, metrics, step, timeout=60):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if metrics.exists():
+            done = [json.loads(x) for x in metrics.read_text().splitlines() if x.endswith("}")]
+            if any("train_loss" in r and r["step"] >= step for r in done):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"run never reached step {step}: {proc.poll()}")
+
+
+@pytest.fixture(scope="module")
+def long_cfg():
+    return smoke_config(steps=200, val_every=50, log_every=50, checkpoint_every=40)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, shards, long_cfg):
+    out = tmp_path_factory.mktemp("full")
+    run(shards, out, long_cfg, seed=1)
+    return read_metrics(out / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_preempted_run_resumes_to_the_same_metrics(
+    tmp_path, shards, long_cfg, uninterrupted, cli_env, how
+):
+    import random
+    import signal
+
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    at = random.Random(how).randrange(45, 170)
+    proc = _launch(shards, out, ckpt, long_cfg, cli_env)
+    _wait_for_step(proc, out / "metrics.jsonl", at)
+    proc.send_signal(getattr(signal, how))
+    log = proc.communicate(timeout=60)[0]
+    if how == "SIGTERM":
+        assert proc.returncode == 143 and "checkpoint saved at step" in log, log
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert (ckpt / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+    proc = _launch(shards, out, ckpt, long_cfg, cli_env)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0 and "resumed from" in log, log
+    assert read_metrics(out / "metrics.jsonl") == uninterrupted
+    assert not (ckpt / "checkpoint.pt").exists()  # done: model.pt supersedes it
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["resumed_from_step"] >= (at if how == "SIGTERM" else 40)
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, shards):
+    from speedlab import checkpoint
+
+    checkpoint.save(tmp_path / "ckpt" / "checkpoint.pt", {"identity": {"other": 1}, "step": 5})
+    s = train(
+        smoke_config(steps=10), 0, shards / "fineweb_train.json", shards / "fineweb_val.json",
+        shards / "token_bytes.npy", tmp_path / "out", {}, tmp_path / "ckpt",
+    )  # fmt: skip
+    prov = json.loads((tmp_path / "out/provenance.json").read_text())
+    assert s["steps"] == 10 and prov["resumed_from_step"] is None
+
+
+def test_wallclock_budget_stops_training(tmp_path, shards):
+    cfg = smoke_config(steps=100_000, val_every=10_000, max_wallclock_s=1.0)
+    s = run(shards, tmp_path / "w", cfg, seed=0)
+    assert 1 < s["steps"] < 100_000 and s["train_time_s"] >= 1.0
+    raw = [json.loads(x) for x in (tmp_path / "w/metrics.jsonl").read_text().splitlines()]
+    last_step_s = raw[-2]["step_ms"] / 1000  # [-1] is the final validation
+    assert s["train_time_s"] - last_step_s < 1.0  # it stopped at the first step past the budget
+    rows = read_metrics(tmp_path / "w/metrics.jsonl")
+    assert rows[-1]["step"] == s["steps"] and "val_bpb" in rows[-1]
+    lr = [r["lr_mult"] for r in rows if "lr_mult" in r]
+    assert lr[0] == 1.0 and lr[-1] < 0.1  # warmdown followed the clock, not the step count

@@ -56,7 +56,8 @@ def _late_ylim(data: pd.DataFrame, x: str) -> tuple[float, float] | None:
     enough at that ratio. The early part is still drawn, it just runs off the top.
     """
     lo_x, hi_x = data[x].min(), data[x].max()
-    late = data.loc[data[x] >= lo_x + YLIM_SKIP * (hi_x - lo_x), "value"].dropna()
+    late = data.loc[data[x] >= lo_x + YLIM_SKIP * (hi_x - lo_x), "value"]
+    late = late[np.isfinite(late)]
     if late.empty:
         return None
     lo, hi = float(late.min()), float(late.max())
@@ -120,7 +121,10 @@ def plot_curves(
     note = ""
     if ylim is not None:
         ax.set_ylim(*ylim)
-        note = f"; y-axis fit to last {100 * (1 - YLIM_SKIP):.0f}% of {X_LABELS.get(x, x)}"
+        note = (
+            f"; y-range fit to the last {100 * (1 - YLIM_SKIP):.0f}% of the x-range"
+            " (early values run off the top)"
+        )
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel(metric_label(metric))
     ax.set_title(title or f"{metric_label(metric)} during training")

@@ -3,19 +3,33 @@
 FineWeb's parquet files are ~2 GB each; a study needs a few thousand documents. Through
 HfFileSystem, pyarrow fetches a file's footer and then one text column chunk per row group, so
 reading N documents costs about N documents' worth of bytes.
+
+With a cache directory, every fetched row group's text column is also kept on disk, keyed by the
+commit it came from, so a rerun (after a crash, or by another rule) fetches only what is missing:
+
+    <cache_dir>/<repo>/<commit sha>/<file path>/row_groups.json   rows per group, column names
+    <cache_dir>/<repo>/<commit sha>/<file path>/rg00000.parquet   one row group's text column
 """
 
+import json
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from huggingface_hub import HfFileSystem, constants, get_session
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub import HfApi, HfFileSystem, constants, get_session
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from huggingface_hub.hf_file_system import HfFileSystemFile
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
@@ -33,8 +47,8 @@ def _unreachable(endpoint: str, cause: BaseException) -> HubUnreachable:
     )
 
 
-def _endpoint() -> str:
-    # huggingface_hub reads HF_ENDPOINT once, at import; read it at call time instead.
+def hub_endpoint() -> str:
+    """The hub's URL: HF_ENDPOINT as it is now (huggingface_hub reads it once, at import)."""
     return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
 
 
@@ -45,7 +59,7 @@ def _fs(endpoint: str) -> HfFileSystem:
 
 def hub_reachable(endpoint: str | None = None, timeout: float = 5.0) -> bool:
     """Whether the hub answers one short HTTP request (any status counts), within `timeout` s."""
-    url = (endpoint or _endpoint()).rstrip("/") + "/"
+    url = (endpoint or hub_endpoint()).rstrip("/") + "/"
     answers: list[bool] = []
     done = threading.Event()
 
@@ -74,7 +88,7 @@ def _train_globs(data_files: object) -> list[str]:
 
 def config_data_files(repo: str, config_name: str, revision: str = "main") -> list[str]:
     """Sorted repo paths of the train parquet files of `config_name`, per the dataset card."""
-    endpoint = _endpoint()
+    endpoint = hub_endpoint()
     return _data_files(_fs(endpoint), endpoint, repo, config_name, revision)
 
 
@@ -114,26 +128,105 @@ class _RangeFile(HfFileSystemFile):
         return response.content
 
 
-def _file_texts(fs: HfFileSystem, root: str, path: str, column: str, skip: int) -> Iterator[str]:
+class _RemoteParquet:
+    """One parquet file on the hub, opened (and its footer fetched) only when first needed, so a
+    read served wholly from the cache makes no request for the file at all."""
+
+    def __init__(self, fs: HfFileSystem, path: str):
+        self.fs, self.path = fs, path
+        self._file: _RangeFile | None = None
+        self._pf: pq.ParquetFile | None = None
+
+    @property
+    def pf(self) -> pq.ParquetFile:
+        if self._pf is None:
+            # cache "none": one request per pyarrow read, with no read-ahead past what was asked.
+            self._file = _RangeFile(self.fs, self.path, mode="rb", cache_type="none")
+            # pre_buffer would coalesce the column of all row groups into one request.
+            self._pf = pq.ParquetFile(self._file, pre_buffer=False)
+        return self._pf
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _write_atomic(path: Path, write) -> None:
+    # A crash mid-write leaves a .tmp file, never a short file under the name a rerun trusts.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _layout(remote: _RemoteParquet, cache: Path | None) -> dict:
+    """Rows per row group and column names: from the cache, else from the footer (then cached)."""
+    meta = cache / "row_groups.json" if cache else None
+    if meta is not None and meta.exists():
+        return json.loads(meta.read_text())
+    pf = remote.pf
+    layout = {
+        "rows": [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)],
+        "columns": pf.schema_arrow.names,
+    }
+    if meta is not None:
+        _write_atomic(meta, lambda tmp: tmp.write_text(json.dumps(layout)))
+    return layout
+
+
+def _group_texts(
+    remote: _RemoteParquet, group: int, rows: int, column: str, cache: Path | None
+) -> list[str]:
+    """One row group's texts, from the cache if it holds them, else fetched (then cached)."""
+    cached = cache / f"rg{group:05d}.parquet" if cache else None
+    if cached is not None and cached.exists():
+        try:
+            table = pq.read_table(cached)
+            if column in table.column_names and table.num_rows == rows:
+                return table[column].to_pylist()
+        except pa.ArrowInvalid:
+            pass  # unreadable (written by something else?): fetch it again
+    table = remote.pf.read_row_group(group, columns=[column])
+    if cached is not None:
+        # Cached before any text is yielded, so a consumer that dies mid-group keeps it too.
+        _write_atomic(cached, lambda tmp: pq.write_table(table, tmp))
+    return table.column(0).to_pylist()
+
+
+def _file_texts(
+    fs: HfFileSystem, root: str, path: str, column: str, skip: int, cache: Path | None
+) -> Iterator[str]:
     """The texts of one parquet file from row `skip` on, fetching only the row groups needed."""
-    # cache "none": one request per pyarrow read, with no read-ahead past what was asked for.
-    with _RangeFile(fs, f"{root}/{path}", mode="rb", cache_type="none") as f:
-        # pre_buffer would coalesce the column of all row groups into one request: the whole file.
-        pf = pq.ParquetFile(f, pre_buffer=False)
-        if column not in pf.schema_arrow.names:
-            raise ValueError(
-                f"{root}/{path} has no column {column!r}; it has {pf.schema_arrow.names}"
-            )
+    remote = _RemoteParquet(fs, f"{root}/{path}")
+    try:
+        layout = _layout(remote, cache)
+        if column not in layout["columns"]:
+            raise ValueError(f"{root}/{path} has no column {column!r}; it has {layout['columns']}")
+        rows = layout["rows"]
         first = 0
-        while first < pf.num_row_groups and skip >= pf.metadata.row_group(first).num_rows:
-            skip -= pf.metadata.row_group(first).num_rows
+        while first < len(rows) and skip >= rows[first]:
+            skip -= rows[first]
             first += 1
-        for group in range(first, pf.num_row_groups):
+        for group in range(first, len(rows)):
             # One row group at a time, so nothing past the last needed group is fetched.
-            for batch in pf.iter_batches(columns=[column], row_groups=[group]):
-                texts = batch.column(0).to_pylist()
-                yield from texts[skip:]
-                skip = max(0, skip - len(texts))
+            texts = _group_texts(remote, group, rows[group], column, cache)
+            yield from texts[skip:]
+            skip = 0
+    finally:
+        remote.close()
+
+
+def _resolve_commit(endpoint: str, repo: str, revision: str) -> str:
+    """The commit sha `revision` points to now: cached row groups of `main` must not outlive it."""
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    try:
+        sha = HfApi(endpoint=endpoint).dataset_info(repo, revision=revision).sha
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise FileNotFoundError(f"dataset {repo!r}@{revision} on {endpoint}: {err}") from err
+    except (httpx2.ConnectError, httpx2.TimeoutException) as err:
+        raise _unreachable(endpoint, err) from err
+    return sha or revision
 
 
 def _transient(err: BaseException) -> bool:
@@ -150,20 +243,29 @@ def iter_hub_texts(
     revision: str = "main",
     retries: int = 4,
     backoff: float = 1.0,
+    cache_dir: str | Path | None = None,
 ) -> Iterator[str]:
     """Yield the first `max_docs` texts of the config's train files, in file and row order.
 
     Dropped connections, timeouts and 5xx answers are retried up to `retries` times in a row
     (after `backoff` seconds, doubling each time), resuming after the last document yielded, so
     none is yielded twice.
+
+    With `cache_dir`, `revision` is pinned to its commit sha first (one request) and every row
+    group read is kept under `cache_dir/<repo>/<sha>/<file path>/`; a later call reads what is
+    there from disk, so an interrupted read resumes where it stopped.
     """
-    endpoint = _endpoint()
+    endpoint = hub_endpoint()
+    if cache_dir is not None:
+        revision = _resolve_commit(endpoint, repo, revision)
     fs, root = _fs(endpoint), f"datasets/{repo}@{revision}"
     files = _data_files(fs, endpoint, repo, config_name, revision)
+    cache_root = Path(cache_dir, repo, revision) if cache_dir is not None else None
     done, index, skip, failures = 0, 0, 0, 0
     while done < max_docs and index < len(files):
         try:
-            for text in _file_texts(fs, root, files[index], text_column, skip):
+            cache = cache_root / files[index] if cache_root else None
+            for text in _file_texts(fs, root, files[index], text_column, skip, cache):
                 yield text
                 done, skip, failures = done + 1, skip + 1, 0
                 if done >= max_docs:

@@ -112,18 +112,27 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
     return optimizers
 
 
-def lr_multiplier(step: int, total_steps: int, warmup_steps: int, warmdown_frac: float) -> float:
-    """Linear warmup, constant, then linear warmdown to zero over the last warmdown_frac."""
+def lr_multiplier(
+    step: int, total_steps: int, warmup_steps: int, warmdown_frac: float, elapsed_frac=0.0
+) -> float:
+    """Linear warmup, constant, then linear warmdown to zero over the last warmdown_frac.
+
+    Progress is the larger of the step fraction and `elapsed_frac` (training time over the
+    wall-clock budget), so a time-limited run warms down before its time runs out.
+    """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    warmdown = int(round(warmdown_frac * total_steps))
-    if warmdown > 0 and step >= total_steps - warmdown:
-        return max(total_steps - step, 0) / warmdown
+    remaining = 1.0 - max(step / total_steps, elapsed_frac)
+    if warmdown_frac > 0 and remaining < warmdown_frac:
+        return max(remaining, 0.0) / warmdown_frac
     return 1.0
 
 
-def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict) -> None:
-    mult = lr_multiplier(step, total_steps, optim_cfg["warmup_steps"], optim_cfg["warmdown_frac"])
+def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_frac=0.0):
+    """Set every group's lr and Muon momentum for `step`; returns the lr multiplier."""
+    mult = lr_multiplier(
+        step, total_steps, optim_cfg["warmup_steps"], optim_cfg["warmdown_frac"], elapsed_frac
+    )
     warm = optim_cfg["momentum_warmup_steps"]
     frac = min(step / warm, 1.0) if warm > 0 else 1.0
     start = optim_cfg["momentum_warmup_start"]
@@ -132,3 +141,4 @@ def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict) ->
             group["lr"] = group["base_lr"] * mult
             if "target_momentum" in group:
                 group["momentum"] = (1 - frac) * start + frac * group["target_momentum"]
+    return mult

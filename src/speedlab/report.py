@@ -1,6 +1,7 @@
 """report.md: a study written up as a lab note, from runs.parquet, stats.csv and the figures.
 
-No number is computed here that stats.py does not already give; this module only words them.
+The primary metric's numbers come from stats.csv, so the note and the CSV cannot disagree; the
+secondary tables use the same stats.summarize. This module only chooses words and formats.
 """
 
 from __future__ import annotations
@@ -12,63 +13,172 @@ from pathlib import Path
 
 import pandas as pd
 
-from speedlab.stats import INSUFFICIENT, NO_DIFFERENCE, summarize
+from speedlab.stats import BETTER, INSUFFICIENT, NO_DIFFERENCE, WORSE, summarize
 
 LABELS = {
     "q_val_bpb": "post-quant val_bpb",
     "q_val_loss": "post-quant val_loss",
     "val_bpb": "val_bpb",
     "val_loss": "val_loss",
-    "compressed_bytes": "int8+zlib bytes",
+    "compressed_bytes": "compressed bytes (int8+zlib)",
     "train_time_s": "train time (s)",
 }
+SECONDARY = ("val_bpb", "compressed_bytes")
+MINUS = "\u2212"
 
 
-def _num(x: float, digits: int = 4) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric)
 
 
-def _p(p: float) -> str:
-    return "–" if p is None or math.isnan(p) else f"{p:.3g}"
+def _missing(x: object) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _summary_table(runs: pd.DataFrame, conditions: list[str], planned: int) -> str:
-    """Mean ± sd [95% CI] (n) per condition for the headline metrics."""
-    cells: dict[str, dict[str, str]] = {c: {} for c in conditions}
-    for metric in ("q_val_bpb", "val_bpb", "compressed_bytes", "train_time_s"):
-        digits = 0 if metric == "compressed_bytes" else (1 if metric == "train_time_s" else 4)
-        s = summarize(runs, metric, conditions, planned).set_index("condition")
-        for c in conditions:
-            r = s.loc[c]
-            cells[c].setdefault("n / planned", f"{int(r['n'])} / {planned}")
-            cells[c][LABELS[metric]] = (
-                f"{_num(r['mean'], digits)} ± {_num(r['sd'], digits)} "
-                f"[{_num(r['ci_low'], digits)}, {_num(r['ci_high'], digits)}]"
-            )
-    table = pd.DataFrame.from_dict(cells, orient="index")
-    table.index.name = "condition"
-    return table.to_markdown()
+def _digits(metric: str) -> int:
+    # bpb/loss differences that matter are ~1e-3; byte counts are integers.
+    if "bytes" in metric:
+        return 0
+    return 1 if metric.endswith("_s") else 4
 
 
-def _verdict_sentence(row: pd.Series, base_row: pd.Series, label: str, alpha: float) -> str:
+def fmt(x: object, digits: int = 4, signed: bool = False) -> str:
+    """A number for prose and tables: fixed decimals, thousands separators, a real minus sign."""
+    if _missing(x):
+        return "–"
+    text = f"{float(x):{'+' if signed else ''},.{digits}f}"
+    return text.replace("-", MINUS)
+
+
+def fmt_p(p: object) -> str:
+    return "–" if _missing(p) else f"{float(p):.3g}".replace("-", MINUS)
+
+
+def _duration(seconds: float) -> str:
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    # The cells are already formatted strings; numparse would turn "1.4100" back into 1.41.
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def _summary_markdown(summary: pd.DataFrame, metric: str) -> str:
+    d = _digits(metric)
+    rows = [
+        {
+            "condition": r.condition,
+            "n / planned": f"{int(r.n)} / {int(r.n_planned)}",
+            "mean ± sd": f"{fmt(r.mean, d)} ± {fmt(r.sd, d)}",
+            "95% CI": "–" if _missing(r.ci_low) else f"[{fmt(r.ci_low, d)}, {fmt(r.ci_high, d)}]",
+        }
+        for r in summary.itertuples()
+    ]
+    return _markdown(pd.DataFrame(rows))
+
+
+def _comparison_markdown(stats: pd.DataFrame, baseline: str, metric: str) -> str:
+    d = _digits(metric)
+    rows = [
+        {
+            "condition": r.condition,
+            "vs": baseline,
+            "diff": fmt(r.diff, d, signed=True),
+            "diff %": fmt(r.diff_pct, 2, signed=True),
+            "Student t": fmt(r.student_t, 2),
+            "Student df": fmt(r.student_df, 0),
+            "Student p": fmt_p(r.student_p),
+            "Welch t": fmt(r.welch_t, 2),
+            "Welch df": fmt(r.welch_df, 1),
+            "Welch p": fmt_p(r.welch_p),
+            "verdict": r.verdict,
+        }
+        for r in stats.itertuples()
+        if r.condition != baseline
+    ]
+    return _markdown(pd.DataFrame(rows))
+
+
+def verdict_sentence(row: pd.Series, base: pd.Series, metric: str, alpha: float) -> str:
+    """E.g. 'layerwise: 1.8123 vs 1.8200 val_bpb (−0.42%), Welch t=−2.10, df=3.9, p=0.1: ...'."""
+    d = _digits(metric)
+    n, n_base = int(row["n"]), int(base["n"])
+    arms = f"n={n} per arm" if n == n_base else f"n={n} vs {n_base}"
     head = (
-        f"**{row['condition']}**: {_num(row['mean'])} vs {_num(base_row['mean'])} {label} "
-        f"({row['diff_pct']:+.2f}%)"
+        f"**{row['condition']}**: {fmt(row['mean'], d)} vs {fmt(base['mean'], d)} "
+        f"{label(metric)} ({fmt(row['diff_pct'], 2, signed=True)}%)"
     )
     if row["verdict"] == INSUFFICIENT:
-        return f"{head}: insufficient data (n={int(row['n'])} vs {int(base_row['n'])}; need ≥ 2)."
-    tests = (
-        f"Welch t={row['welch_t']:.2f}, df={row['welch_df']:.1f}, p={_p(row['welch_p'])}; "
-        f"Student t={row['student_t']:.2f}, df={row['student_df']:.0f}, p={_p(row['student_p'])}"
+        return f"{head}: insufficient data ({arms}; a t-test needs at least 2 runs per arm)."
+    test = (
+        f"Welch t={fmt(row['welch_t'], 2)}, df={fmt(row['welch_df'], 1)}, "
+        f"p={fmt_p(row['welch_p'])} (Student t={fmt(row['student_t'], 2)}, "
+        f"df={fmt(row['student_df'], 0)}, p={fmt_p(row['student_p'])})"
     )
-    if row["verdict"] == NO_DIFFERENCE:
-        words = (
-            f"no detectable difference at α={alpha:g} with n={int(row['n'])} vs "
-            f"{int(base_row['n'])} seeds"
+    a = f"α={alpha:g}"
+    words = {
+        BETTER: f"**better** (lower) than {base.name} at {a} with {arms}",
+        WORSE: f"**worse** (higher) than {base.name} at {a} with {arms}",
+        NO_DIFFERENCE: f"no detectable difference at {a} with {arms}",
+    }[row["verdict"]]
+    return f"{head}, {test}: {words}."
+
+
+def _span(values: pd.Series, thousands: bool = False) -> str:
+    lo, hi = int(values.min()), int(values.max())
+    f = "{:,}" if thousands else "{}"
+    return f.format(lo) if lo == hi else f"{f.format(lo)}–{f.format(hi)}"
+
+
+def _design(runs: pd.DataFrame, stats: pd.DataFrame, baseline: str, planned: int) -> list[str]:
+    conditions = list(stats["condition"])
+    achieved = ", ".join(f"`{r.condition}` {int(r.n)}" for r in stats.itertuples())
+    finished = runs[~runs["diverged"].astype(bool)]
+    ref = finished if len(finished) else runs
+    lines = [
+        "- Conditions: "
+        + ", ".join(f"`{c}`" + (" (baseline)" if c == baseline else "") for c in conditions),
+        f"- Seeds: {planned} planned per condition ({planned * len(conditions)} runs); "
+        f"{len(runs)} runs present; usable per condition: {achieved}",
+        f"- Training per run: {_span(ref['steps'])} steps, {_span(ref['tokens'], True)} tokens"
+        + (f", {_span(ref['n_params'], True)} parameters" if "n_params" in ref else ""),
+        f"- Total training time: {_duration(runs['train_time_s'].sum())} over {len(runs)} runs",
+    ]
+    # Provenance columns are written by speedlab.collect but are not part of the core schema.
+    provenance = [c for c in ("device", "host", "torch") if c in runs]
+    if provenance:
+        lines.append(
+            "- Environment: "
+            + "; ".join(f"{c} {', '.join(sorted(map(str, runs[c].unique())))}" for c in provenance)
         )
-    else:
-        words = f"**{row['verdict']}** than {row['baseline']} at α={alpha:g}"
-    return f"{head}, {tests}: {words}."
+    return lines
+
+
+def _excluded(runs: pd.DataFrame, conditions: list[str], metric: str, planned: int) -> list[str]:
+    lines = []
+    for r in runs[runs["condition"].isin(conditions)].itertuples():
+        if bool(r.diverged):
+            lines.append(f"- `{r.condition}` seed {r.seed}: diverged after {r.steps} steps")
+        elif _missing(getattr(r, metric)):
+            lines.append(f"- `{r.condition}` seed {r.seed}: no {label(metric)} recorded")
+    for c in conditions:
+        seeds = sorted(runs.loc[runs["condition"] == c, "seed"].astype(int))
+        if len(seeds) < planned:
+            present = ", ".join(map(str, seeds)) or "none"
+            lines.append(
+                f"- `{c}`: {planned - len(seeds)} of {planned} planned runs missing "
+                f"(seeds present: {present})"
+            )
+    return lines or ["None: every planned run finished and counts."]
+
+
+def _figure_link(title: str, path: str | Path, out_dir: Path) -> list[str]:
+    rel = Path(os.path.relpath(Path(path).absolute(), out_dir.absolute())).as_posix()
+    target = f"<{rel}>" if " " in rel else rel  # CommonMark needs <> around paths with spaces
+    missing = "" if Path(path).exists() else " *(figure file missing)*"
+    return [f"### {title}", "", f"![{title}]({target}){missing}", ""]
 
 
 def write_report(
@@ -83,84 +193,106 @@ def write_report(
     planned_seeds: int,
 ) -> str:
     out_md = Path(out_md)
+    if "study" in runs and len(runs):
+        runs = runs[runs["study"] == study]
+        if runs.empty:
+            raise ValueError(f"runs table has no rows for study {study!r}")
     stats = pd.read_csv(stats_csv)
+    if "metric" in stats and (stats["metric"] != metric).any():
+        raise ValueError(f"{stats_csv} holds {stats['metric'].iloc[0]!r}, not {metric!r}")
     conditions = list(stats["condition"])
-    label = LABELS.get(metric, metric)
-    alpha = float(stats["alpha"].iloc[0])
-    base_row = stats.set_index("condition").loc[baseline]
-    base_row["condition"] = baseline
-    first = runs.iloc[0]
+    alpha = float(stats["alpha"].iloc[0]) if "alpha" in stats else 0.05
+    # The note's planned_seeds is authoritative for display, whatever stats was run with.
+    stats["n_planned"] = planned_seeds
+    base = stats.set_index("condition").loc[baseline]
+
     lines = [
         f"# Study `{study}`",
         "",
-        description.strip() or "(no description in the config)",
+        "## Question",
+        "",
+        description.strip() or "(no description given)",
         "",
         "## Design",
         "",
-        "- Conditions: "
-        + ", ".join(f"`{c}`" + (" (baseline)" if c == baseline else "") for c in conditions),
-        f"- Seeds: {planned_seeds} planned per condition, {len(runs)} runs present "
-        f"({int((~runs['diverged']).sum())} finished without diverging)",
-        f"- Training: {int(first['steps'])} steps, {int(first['tokens']):,} tokens per run, "
-        f"model of {int(first['n_params']):,} parameters; {runs['train_time_s'].sum():.0f} s "
-        f"of training in all",
-        f"- Hardware: {', '.join(sorted(set(runs['device'])))} on "
-        f"{', '.join(sorted(set(runs['host'])))}; torch {', '.join(sorted(set(runs['torch'])))}",
-        f"- Primary metric: {label} (lower is better)"
-        + (", after the int8+zlib roundtrip" if metric.startswith("q_") else ""),
+        *_design(runs, stats, baseline, planned_seeds),
+        f"- Primary metric: {label(metric)}, lower is better; α={alpha:g}, two-sided t-tests",
         "",
         "## Results",
         "",
-        "Mean ± sd [95% t-interval] over seeds; diverged runs excluded.",
+        f"Mean ± sd over seeds, {100 * (1 - alpha):g}% t-interval of the mean; "
+        "diverged runs and runs without the metric are excluded.",
         "",
-        _summary_table(runs, conditions, planned_seeds),
+        f"### {label(metric)} (primary)",
         "",
-        f"## Comparisons with `{baseline}` ({label})",
+        _summary_markdown(stats, metric),
         "",
     ]
-    for _, row in stats.iterrows():
-        if row["condition"] != baseline:
-            lines.append("- " + _verdict_sentence(row, base_row, label, alpha))
+    for m in SECONDARY:
+        if m != metric and m in runs:
+            lines += [
+                f"### {label(m)}",
+                "",
+                _summary_markdown(summarize(runs, m, conditions, planned_seeds, alpha), m),
+                "",
+            ]
+    lines += [
+        f"## Comparisons with `{baseline}` ({label(metric)})",
+        "",
+        "Two-sample t-tests of each condition against the baseline; the verdict follows Welch "
+        "(no equal-variance assumption).",
+        "",
+        _comparison_markdown(stats, baseline, metric),
+        "",
+    ]
+    lines += [
+        "- " + verdict_sentence(r, base, metric, alpha)
+        for _, r in stats.iterrows()
+        if r["condition"] != baseline
+    ]
     lines += ["", "## Figures", ""]
     for title, path in figures.items():
-        rel = os.path.relpath(Path(path).resolve(), out_md.resolve().parent)
-        lines += [f"### {title}", "", f"![{title}]({rel})", ""]
-    lines += ["## Runs excluded", ""]
-    diverged = runs[runs["diverged"]]
-    missing = [
-        f"- `{c}`: {planned_seeds - int((runs['condition'] == c).sum())} planned run(s) missing"
-        for c in conditions
-        if (runs["condition"] == c).sum() < planned_seeds
-    ]
-    excluded = [
-        f"- `{r.condition}` seed {r.seed}: diverged after {r.steps} steps"
-        for r in diverged.itertuples()
-    ] + missing
-    lines += excluded or ["None: every planned run finished."]
+        lines += _figure_link(title, path, out_md.parent)
+    lines += ["## Runs excluded", "", *_excluded(runs, conditions, metric, planned_seeds)]
+
     text = "\n".join(lines) + "\n"
-    out_md.write_text(text)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text, encoding="utf-8")
     return text
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def _figure_arg(text: str) -> tuple[str, str]:
+    # Split on the first '=': titles are prose, paths may hold '=' (e.g. seed=0 directories).
+    title, sep, path = text.partition("=")
+    if not sep or not title.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"--figure wants 'Title=path', got {text!r}")
+    return title.strip(), path.strip()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m speedlab.report", description=__doc__)
     p.add_argument("--study", required=True)
-    p.add_argument("--description", default="")
-    p.add_argument("--runs", required=True, type=Path)
-    p.add_argument("--stats", required=True, type=Path)
-    p.add_argument("--metric", required=True)
+    p.add_argument("--description", default="", help="the study's question, in prose")
+    p.add_argument("--runs", required=True, type=Path, help="runs.parquet")
+    p.add_argument("--stats", required=True, type=Path, help="stats.csv from speedlab.stats")
+    p.add_argument("--metric", required=True, help="primary metric, as in stats.csv")
     p.add_argument("--baseline", required=True)
     p.add_argument("--planned-seeds", required=True, type=int)
-    p.add_argument("--figure", action="append", default=[], help="'Title=path', repeatable")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--figure",
+        action="append",
+        default=[],
+        type=_figure_arg,
+        help="'Title=path', repeatable; embedded in this order",
+    )
+    p.add_argument("--out", required=True, type=Path, help="report.md")
     args = p.parse_args(argv)
-    figures = dict(f.split("=", 1) for f in args.figure)
     write_report(
         args.study,
         args.description,
         pd.read_parquet(args.runs),
         args.stats,
-        figures,
+        dict(args.figure),
         args.out,
         args.metric,
         args.baseline,

@@ -1,0 +1,64 @@
+"""Preemption-safe training: periodic checkpoints, and SIGTERM/SIGUSR1 saving before exit.
+
+SLURM sends SIGTERM (or the --signal of the job, often SIGUSR1) some time before it kills or
+requeues a job. The handler only raises a flag; the training loop saves at the end of the current
+step and exits with PREEMPTED_EXIT, and the next start of the same run resumes from the file.
+A checkpoint written for another config or seed is never resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import torch
+
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a job killed by SIGTERM reports anyway
+
+
+class StopFlag:
+    """Set by SIGTERM / SIGUSR1; checked by the training loop between steps."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+def save(path: Path, state: dict) -> None:
+    """Atomic: a kill during the write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path | None, identity: dict) -> dict | None:
+    """The checkpoint at `path` if it was written by the run with this identity, else None."""
+    if path is None or not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("identity") != identity:
+        print(f"ignoring {path}: written for another config or seed", flush=True)
+        return None
+    return state
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

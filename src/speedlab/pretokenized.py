@@ -1,0 +1,250 @@
+"""Official token shards, used as they are: parameter-golf's sp1024 set, modded-nanogpt's gpt2 set.
+
+Both are already in speedlab's shard format, so fetching them stands in for the data, tokenizer
+and shard stages: out_dir gets the shards under their official names, the manifests
+fineweb_{train,val}.json, and (where the preset has a SentencePiece model) the model and
+token_bytes.npy, as `speedlab.tokenizer` writes them for shards of its own.
+
+Downloads go through hf_hub_download, so they resume after a crash and stay in the HF cache; a
+rerun only asks the hub whether each file changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import numpy as np
+import sentencepiece as spm
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from speedlab.hub import HubUnreachable, hub_endpoint
+from speedlab.shards import read_shard, write_manifest
+from speedlab.tokenizer import token_byte_table
+
+log = logging.getLogger("speedlab.pretokenized")
+
+
+@dataclass(frozen=True)
+class Preset:
+    repo: str  # dataset repo on the hub
+    folder: str  # repo folder holding fineweb_{train,val}_NNNNNN.bin ("" = the repo root)
+    bos_id: int  # the token before every document
+    vocab_size: int
+    tokenizer: str | None = None  # SentencePiece model in the repo: bits per byte need it
+
+
+PRESETS = {
+    # parameter-golf's export is rooted at the repo folder "datasets/", holding its own
+    # datasets/<variant>/ and tokenizers/ (data/cached_challenge_fineweb.py in that repo).
+    "sp1024": Preset(
+        repo="willdepueoai/parameter-golf",
+        folder="datasets/datasets/fineweb10B_sp1024",
+        bos_id=1,
+        vocab_size=1024,
+        tokenizer="datasets/tokenizers/fineweb_1024_bpe.model",
+    ),
+    # modded-nanogpt's set: val 000000, train from 000001; GPT-2 BPE, <|endoftext|> before docs.
+    "gpt2": Preset(repo="kjj0/fineweb10B-gpt2", folder="", bos_id=50256, vocab_size=50257),
+}
+
+
+def byte_table(preset: str, tokenizer: Path | None = None) -> np.ndarray:
+    """The (3, V) bytes-per-token table of a preset (see speedlab.tokenizer) for bits per byte."""
+    if PRESETS[preset].tokenizer is None:
+        raise NotImplementedError(
+            f"no byte table for preset {preset!r}: it needs the GPT-2 vocabulary, and tiktoken "
+            "ships none (its gpt2 encoding downloads vocab.bpe and encoder.json from "
+            "openaipublic.blob.core.windows.net at first use), so speedlab cannot build it "
+            "offline; its shards still train and report val_loss, but not val_bpb"
+        )
+    return token_byte_table(spm.SentencePieceProcessor(model_file=str(tokenizer)))
+
+
+def _split_files(files: list[str], folder: str, split: str) -> list[str]:
+    prefix = f"{folder}/" if folder else ""
+    pattern = re.compile(re.escape(prefix) + rf"fineweb_{split}_\d{{6}}\.bin")
+    return sorted(f for f in files if pattern.fullmatch(f))
+
+
+def _place(src: str | Path, dest: Path) -> None:
+    """Put a file from the HF cache at `dest`, complete or not at all.
+
+    A hard link costs no space and survives a cleaned HF cache; across file systems, a copy.
+    """
+    src = Path(src).resolve()  # the blob: the snapshot entry is a relative symlink
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _check_shard(path: str | Path, name: str, preset: Preset) -> int:
+    """Tokens in a downloaded shard, after checking its header, its length and its token ids."""
+    try:
+        tokens = read_shard(path)
+    except ValueError as err:
+        raise ValueError(f"{preset.repo}: {name} is not a valid token shard ({err})") from err
+    # Reading every token once (a second per 100M) catches a shard of another vocabulary.
+    if tokens.size and int(tokens.max()) >= preset.vocab_size:
+        raise ValueError(
+            f"{preset.repo}: {name} holds token id {int(tokens.max())}, "
+            f"outside the preset's vocabulary of {preset.vocab_size}"
+        )
+    return int(tokens.size)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _download(repo: str, path: str, sha: str, endpoint: str) -> str:
+    try:
+        return hf_hub_download(repo, path, repo_type="dataset", revision=sha, endpoint=endpoint)
+    except RemoteEntryNotFoundError as err:
+        raise FileNotFoundError(f"dataset {repo!r}@{sha}: {path} not found ({err})") from err
+    except LocalEntryNotFoundError as err:  # the hub stopped answering, and no cached copy
+        raise HubUnreachable(f"cannot fetch {path} of {repo} from {endpoint}: {err}") from err
+
+
+@contextmanager
+def _hub_errors(spec: Preset, preset: str, revision: str, endpoint: str) -> Iterator[None]:
+    """The hub's errors as the ones a user can act on, naming the repo."""
+    try:
+        yield
+    except RepositoryNotFoundError as err:
+        raise FileNotFoundError(
+            f"dataset repo {spec.repo!r} (preset {preset!r}) not found on {endpoint}: {err}"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise FileNotFoundError(f"dataset repo {spec.repo!r} has no revision {revision!r}") from err
+    except (httpx2.ConnectError, httpx2.TimeoutException) as err:
+        raise HubUnreachable(
+            f"cannot reach the Hugging Face hub at {endpoint} ({err}) to fetch {spec.repo}"
+        ) from err
+
+
+def _select(spec: Preset, sha: str, files: list[str], train_shards: int) -> dict[str, list[str]]:
+    """Repo paths of all val shards and of the first `train_shards` train shards."""
+    where = f"{spec.folder}/" if spec.folder else "the repo root"
+    val = _split_files(files, spec.folder, "val")
+    train = _split_files(files, spec.folder, "train")
+    if not val:
+        raise ValueError(f"dataset {spec.repo!r}@{sha} has no fineweb_val_*.bin in {where}")
+    if train_shards > len(train):
+        raise ValueError(
+            f"dataset {spec.repo!r}@{sha} has {len(train)} train shards "
+            f"(fineweb_train_*.bin in {where}); asked for {train_shards}"
+        )
+    return {"val": val, "train": train[:train_shards]}
+
+
+def fetch_pretokenized(
+    preset: str, train_shards: int, out_dir: Path, revision: str = "main"
+) -> dict:
+    """Download all val shards and the first `train_shards` train shards of a preset into out_dir.
+
+    Returns what was written: the repo, the commit it came from, shard names and token counts
+    per split, and the tokenizer and token_bytes.npy paths (None where the preset has none).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    if train_shards < 0:
+        raise ValueError(f"train_shards must be >= 0, got {train_shards}")
+    spec, endpoint, out_dir = PRESETS[preset], hub_endpoint(), Path(out_dir)
+    with _hub_errors(spec, preset, revision, endpoint):
+        api = HfApi(endpoint=endpoint)
+        # Pin the commit once, so every file comes from the same one even if `main` moves.
+        sha = api.dataset_info(spec.repo, revision=revision).sha or revision
+        files = api.list_repo_files(spec.repo, revision=sha, repo_type="dataset")
+        splits = _select(spec, sha, files, train_shards)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        counts: dict[str, list[int]] = {}
+        for split, paths in splits.items():
+            counts[split] = []
+            for path in paths:
+                log.info("%s: %s", spec.repo, path)
+                cached = _download(spec.repo, path, sha, endpoint)
+                # Checked in the HF cache, so a bad shard never appears under its final name.
+                counts[split].append(_check_shard(cached, path, spec))
+                _place(cached, out_dir / Path(path).name)
+        model = None
+        if spec.tokenizer is not None:
+            model = out_dir / Path(spec.tokenizer).name
+            _place(_download(spec.repo, spec.tokenizer, sha, endpoint), model)
+
+    token_bytes = None
+    if model is not None:
+        table = byte_table(preset, model)
+        if table.shape[1] != spec.vocab_size:
+            raise ValueError(
+                f"{spec.repo}: {spec.tokenizer} has {table.shape[1]} pieces, "
+                f"the preset expects {spec.vocab_size}"
+            )
+        token_bytes = out_dir / "token_bytes.npy"
+        _save_npy(token_bytes, table)
+    else:
+        log.warning("preset %s has no byte table: val_bpb will not be available", preset)
+
+    names = {split: [Path(p).name for p in paths] for split, paths in splits.items()}
+    for split in splits:
+        for stale in out_dir.glob(f"fineweb_{split}_*.bin"):
+            if stale.name not in names[split]:  # left by an earlier fetch of more shards
+                stale.unlink()
+        write_manifest(
+            out_dir / f"fineweb_{split}.json",
+            [Path(n) for n in names[split]],
+            counts[split],
+            source=spec.repo,
+            preset=preset,
+            revision=sha,
+            tokenizer=model.name if model else None,
+            bos_id=spec.bos_id,
+            vocab_size=spec.vocab_size,
+        )
+    return {
+        "preset": preset,
+        "repo": spec.repo,
+        "revision": sha,
+        **names,
+        **{f"{split}_tokens": sum(c) for split, c in counts.items()},
+        "tokenizer": str(model) if model else None,
+        "token_bytes": str(token_bytes) if token_bytes else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    p.add_argument("--train-shards", type=int, default=1, help="first N train shards (default 1)")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--revision", default="main", help="branch, tag or commit of the dataset repo")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = fetch_pretokenized(args.preset, args.train_shards, args.out_dir, args.revision)
+    log.info("wrote %s: %s", args.out_dir, json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

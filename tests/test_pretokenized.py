@@ -1,0 +1,187 @@
+"""speedlab.pretokenized against a loopback hub serving parameter-golf-like and gpt2-like repos.
+
+The sp1024 repo holds real FineWeb documents tokenized with the community sp1024 model, at the
+paths parameter-golf's downloader uses; a decoy sp4096 folder checks that only the preset's
+folder is read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+from huggingface_hub import constants
+
+from conftest import fineweb_texts
+from hub_server import COMMIT, FakeHub
+from speedlab.pretokenized import PRESETS, byte_table, fetch_pretokenized, main
+from speedlab.shards import HEADER_BYTES, load_split, read_shard, write_shard
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared/data"
+MODEL = SHARED / "tokenizer_lab_retrain/fineweb_1024_bpe.model"
+SP = PRESETS["sp1024"]
+GPT2 = PRESETS["gpt2"]
+VAL = f"{SP.folder}/fineweb_val_000000.bin"
+TRAIN = [f"{SP.folder}/fineweb_train_{i:06d}.bin" for i in range(3)]
+
+pytestmark = pytest.mark.skipif(not MODEL.exists(), reason=f"needs the sp1024 model {MODEL}")
+
+
+@pytest.fixture(scope="module")
+def sp_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Val = 50 documents, 3 train shards of 100 documents each, BOS (1) before every one."""
+    sp = spm.SentencePieceProcessor(model_file=str(MODEL))
+    docs = [np.array([SP.bos_id, *ids], dtype=np.uint16) for ids in sp.encode(fineweb_texts(350))]
+    root = tmp_path_factory.mktemp("parameter-golf")
+    parts = [(VAL, docs[:50])] + [
+        (t, docs[50 + 100 * i : 150 + 100 * i]) for i, t in enumerate(TRAIN)
+    ]
+    for path, part in parts:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        write_shard(root / path, np.concatenate(part))
+    decoy = root / "datasets/datasets/fineweb10B_sp4096/fineweb_train_000000.bin"
+    decoy.parent.mkdir(parents=True)
+    write_shard(decoy, np.arange(10))
+    (root / SP.tokenizer).parent.mkdir(parents=True)
+    (root / SP.tokenizer).write_bytes(MODEL.read_bytes())
+    (root / "README.md").write_text("# parameter-golf (a small loopback copy for tests)\n")
+    return root
+
+
+@pytest.fixture
+def hub(sp_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with FakeHub() as server:
+        server.add_dataset(SP.repo, sp_repo)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        # huggingface_hub read these at import: keep downloads, telemetry and tokens in the test.
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+        yield server
+    assert server.unhandled == [], "the client made requests the loopback hub does not know"
+
+
+def bin_gets(hub: FakeHub) -> list[str]:
+    return [s.path for s in hub.log if s.method == "GET" and s.path.endswith(".bin")]
+
+
+def test_fetch_sp1024(hub: FakeHub, sp_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = fetch_pretokenized("sp1024", 2, out)
+    names = ["fineweb_val_000000.bin", "fineweb_train_000000.bin", "fineweb_train_000001.bin"]
+    for name, served in zip(names, [VAL, *TRAIN[:2]], strict=True):
+        assert (out / name).read_bytes() == (sp_repo / served).read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            *names,
+            "fineweb_train.json",
+            "fineweb_val.json",
+            "fineweb_1024_bpe.model",
+            "token_bytes.npy",
+        ]
+    )
+    assert (out / "fineweb_1024_bpe.model").read_bytes() == MODEL.read_bytes()
+    assert bin_gets(hub) == [f"/datasets/{SP.repo}/resolve/{COMMIT}/{p}" for p in [VAL, *TRAIN[:2]]]
+
+    train = json.loads((out / "fineweb_train.json").read_text())
+    counts = [len(read_shard(sp_repo / p)) for p in TRAIN[:2]]
+    assert train["shards"] == names[1:] and train["tokens"] == counts
+    assert train["total_tokens"] == sum(counts)
+    assert train["source"] == SP.repo and train["preset"] == "sp1024"
+    assert train["revision"] == COMMIT and train["bos_id"] == 1
+    assert train["tokenizer"] == "fineweb_1024_bpe.model"
+    assert json.loads((out / "fineweb_val.json").read_text())["shards"] == names[:1]
+
+    tokens = load_split(out / "fineweb_train.json")
+    expected = np.concatenate([np.asarray(read_shard(sp_repo / p)) for p in TRAIN[:2]])
+    np.testing.assert_array_equal(tokens, expected)
+    assert tokens[0] == 1
+    assert np.load(out / "token_bytes.npy").shape == (3, 1024)
+    assert result["train"] == names[1:] and result["val_tokens"] == len(read_shard(sp_repo / VAL))
+    assert result["token_bytes"] == str(out / "token_bytes.npy")
+
+
+def test_a_rerun_downloads_nothing_and_drops_extra_shards(hub: FakeHub, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    fetch_pretokenized("sp1024", 3, out)
+    hub.log.clear()
+    fetch_pretokenized("sp1024", 1, out)
+    assert bin_gets(hub) == []  # the HF cache has them: only HEADs asking whether they changed
+    assert sorted(p.name for p in out.glob("*.bin")) == [
+        "fineweb_train_000000.bin",
+        "fineweb_val_000000.bin",
+    ]
+    assert json.loads((out / "fineweb_train.json").read_text())["shards"] == [
+        "fineweb_train_000000.bin"
+    ]
+
+
+def test_too_many_train_shards_says_how_many_there_are(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"has 3 train shards.*asked for 4") as err:
+        fetch_pretokenized("sp1024", 4, tmp_path / "out")
+    assert SP.repo in str(err.value)
+    assert bin_gets(hub) == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncated", "vocab"])
+def test_a_bad_shard_is_named_and_never_placed(hub: FakeHub, tmp_path: Path, damage: str) -> None:
+    data = bytearray(hub.repos[SP.repo][TRAIN[1]])
+    if damage == "magic":
+        data[:4] = (1234).to_bytes(4, "little")
+    elif damage == "truncated":
+        data = data[:-2]
+    else:  # a token id past the sp1024 vocabulary
+        data[HEADER_BYTES + 2 : HEADER_BYTES + 4] = (4000).to_bytes(2, "little")
+    hub.repos[SP.repo][TRAIN[1]] = bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="fineweb_train_000001.bin") as err:
+        fetch_pretokenized("sp1024", 2, out)
+    assert SP.repo in str(err.value)
+    assert not (out / "fineweb_train_000001.bin").exists()
+    assert not list(out.glob("*.tmp")) and not list(out.glob("*.json"))
+
+
+def test_a_missing_repo_is_named(hub: FakeHub, tmp_path: Path) -> None:
+    del hub.repos[SP.repo]
+    with pytest.raises(FileNotFoundError, match=SP.repo):
+        fetch_pretokenized("sp1024", 1, tmp_path / "out")
+
+
+def test_gpt2_shards_without_a_byte_table(hub: FakeHub, tmp_path: Path) -> None:
+    # modded-nanogpt's layout: files at the repo root, train numbered from 000001.
+    root = tmp_path / "gpt2"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    files = ["fineweb_val_000000.bin"] + [f"fineweb_train_{i:06d}.bin" for i in (1, 2, 3)]
+    for name in files:
+        tokens = rng.integers(0, GPT2.vocab_size, size=500)
+        tokens[::100] = GPT2.bos_id
+        write_shard(root / name, tokens)
+    hub.add_dataset(GPT2.repo, root)
+    out = tmp_path / "out"
+    result = fetch_pretokenized("gpt2", 2, out)
+    assert result["train"] == files[1:3] and result["token_bytes"] is None
+    assert all((out / f).read_bytes() == (root / f).read_bytes() for f in files[:3])
+    assert not (out / "token_bytes.npy").exists() and not (out / files[3]).exists()
+    manifest = json.loads((out / "fineweb_train.json").read_text())
+    assert manifest["bos_id"] == 50256 and manifest["tokenizer"] is None
+    assert len(load_split(out / "fineweb_train.json")) == 1000
+    with pytest.raises(NotImplementedError, match="tiktoken"):
+        byte_table("gpt2")
+
+
+def test_cli(hub: FakeHub, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    main(["--preset", "sp1024", "--train-shards", "1", "--out-dir", str(out)])
+    assert json.loads((out / "fineweb_train.json").read_text())["shards"] == [
+        "fineweb_train_000000.bin"
+    ]
+    assert (out / "token_bytes.npy").exists()
