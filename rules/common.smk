@@ -31,7 +31,12 @@ if config["data"]["source"] == "local":
 STUDIES = list(config["studies"])
 CORPUS = config["data"]["corpus"]
 TOKENIZER = f"{CORPUS}_sp{config['tokenizer']['vocab_size']}"
-SHARDS = f"results/shards/{TOKENIZER}"
+PRETOKENIZED = config["data"]["source"] == "pretokenized"
+SHARDS = (
+    f"results/shards/pretokenized/{config['data']['pretokenized']['preset']}"
+    if PRETOKENIZED
+    else f"results/shards/{TOKENIZER}"
+)
 EXECUTION = config["execution"]
 TOKENIZE_THREADS = EXECUTION["tokenize_threads"] or workflow.cores or 1
 
@@ -43,6 +48,7 @@ wildcard_constraints:
     corpus=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     vocab=r"\d+",
     split="train|val",
+    preset=r"[A-Za-z0-9_-]+",
     metric="val_bpb|val_loss|train_loss|q_val_bpb|q_val_loss",
 
 

@@ -12,3 +12,21 @@ rule prepare_corpus:
     shell:
         "python -m speedlab.data --data {params.data:q} --train {output.train:q}"
         " --val {output.val:q} --source {output.source:q} 2>&1 | tee {log:q}"
+
+
+rule fetch_pretokenized:
+    output:
+        train="results/shards/pretokenized/{preset}/fineweb_train.json",
+        val="results/shards/pretokenized/{preset}/fineweb_val.json",
+        token_bytes="results/shards/pretokenized/{preset}/token_bytes.npy",
+    log:
+        "logs/fetch_pretokenized/{preset}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        train_shards=config["data"]["pretokenized"]["train_shards"],
+        revision=config["data"]["pretokenized"]["revision"],
+    shell:
+        "python -m speedlab.pretokenized --preset {wildcards.preset}"
+        " --train-shards {params.train_shards} --revision {params.revision}"
+        " --out-dir $(dirname {output.train:q}) > {log:q} 2>&1"

@@ -226,3 +226,25 @@ def test_a_cache_for_a_missing_repo_names_it(hub: FakeHub, tmp_path: Path) -> No
     with pytest.raises(FileNotFoundError, match="nobody/nothing"):
         next(iter_hub_texts("nobody/nothing", "sample-10BT", max_docs=5, cache_dir=tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_data_stage_reads_the_hub_like_local_files(
+    hub: FakeHub, repo_dir: Path, tmp_path: Path
+) -> None:
+    from speedlab.data import prepare_corpus
+
+    def split(data: dict, out: Path) -> tuple[list[str], list[str], dict]:
+        out.mkdir()
+        record = prepare_corpus(data, out / "train.parquet", out / "val.parquet", out / "s.json")
+        read = [pq.read_table(out / f"{s}.parquet")["text"].to_pylist() for s in ("train", "val")]
+        return read[0], read[1], record
+
+    common = {"max_docs": 450, "val_docs": 50}
+    cache = tmp_path / "cache"
+    hf = {"source": "hf", "hf": {"repo": REPO, "name": "sample-10BT", "cache_dir": str(cache)}}
+    local = {"source": "local", "local": [str(repo_dir / f) for f in SAMPLE]}
+    h_train, h_val, record = split({**hf, **common}, tmp_path / "hf")
+    l_train, l_val, _ = split({**local, **common}, tmp_path / "local")
+    assert (h_train, h_val) == (l_train, l_val) and len(h_train) == 400
+    assert record["source"] == "hf" and record["name"] == "sample-10BT"
+    assert list(cache.rglob("rg*.parquet"))  # row groups kept for the next read

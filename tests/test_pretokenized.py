@@ -185,3 +185,36 @@ def test_cli(hub: FakeHub, tmp_path: Path) -> None:
         "fineweb_train_000000.bin"
     ]
     assert (out / "token_bytes.npy").exists()
+
+
+def test_a_study_trains_on_the_official_shards_through_snakemake(
+    sp_repo: Path, tmp_path: Path, cli_env: dict
+) -> None:
+    import subprocess
+
+    import pandas as pd
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["scale"] = "smoke"
+    config["data"] = {"corpus": "pg", "source": "pretokenized", "pretokenized": {"train_shards": 2}}
+    config["studies"]["quickstart"]["seeds"] = [0, 1]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with FakeHub() as server:
+        server.add_dataset(SP.repo, sp_repo)
+        env = dict(cli_env, HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf"),
+                   HF_HUB_DISABLE_TELEMETRY="1")  # fmt: skip
+        p = subprocess.run(
+            ["snakemake", "--cores", "2", "--snakefile", str(REPO / "Snakefile"),
+             "--directory", str(tmp_path), "--configfile", str(tmp_path / "c.yaml")],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    shards = tmp_path / "results/shards/pretokenized/sp1024"
+    assert (shards / "fineweb_train_000001.bin").read_bytes() == (sp_repo / TRAIN[1]).read_bytes()
+    assert not (tmp_path / "results/data").exists()  # no documents, no tokenizer training
+    runs = pd.read_parquet(tmp_path / "results/studies/quickstart/runs.parquet")
+    assert len(runs) == 4 and runs["q_val_bpb"].between(1, 10).all()
+    assert (tmp_path / "results/studies/quickstart/report.md").exists()

@@ -91,9 +91,14 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
     hf.update(data.get("hf") or {})
     if hub.hub_reachable():
         texts = hub.iter_hub_texts(
-            hf["repo"], hf["name"], data["max_docs"], text_column=column, revision=hf["revision"]
+            hf["repo"],
+            hf["name"],
+            data["max_docs"],
+            text_column=column,
+            revision=hf["revision"],
+            cache_dir=os.path.expanduser(hf["cache_dir"]) if hf.get("cache_dir") else None,
         )
-        return texts, {"source": "hf", **hf}
+        return texts, {"source": "hf", **{k: v for k, v in hf.items() if k != "cache_dir"}}
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if not data.get("offline_fallback"):
         raise hub.HubUnreachable(
