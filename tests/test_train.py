@@ -193,3 +193,42 @@ def test_wallclock_budget_stops_training(tmp_path, shards):
     assert rows[-1]["step"] == s["steps"] and "val_bpb" in rows[-1]
     lr = [r["lr_mult"] for r in rows if "lr_mult" in r]
     assert lr[0] == 1.0 and lr[-1] < 0.1  # warmdown followed the clock, not the step count
+
+
+def test_global_batch_is_fixed_whatever_the_process_count(tmp_path, shards, cli_env):
+    """torchrun with 2 CPU processes (gloo) and gradient accumulation vs one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = smoke_config(steps=15, val_every=15)
+    single = run(shards, tmp_path / "one", cfg, seed=2)
+    cfg2 = json.loads(json.dumps(cfg))
+    cfg2["train"]["micro_batch_seqs"] = 1  # 2 sequences per process, in 2 micro-batches
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "speedlab.train",
+            "--config", json.dumps(cfg2), "--seed", "2",
+            "--train", str(shards / "fineweb_train.json"),
+            "--val", str(shards / "fineweb_val.json"),
+            "--token-bytes", str(shards / "token_bytes.npy"),
+            "--out-dir", str(tmp_path / "two")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True, env=cli_env, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    two = json.loads((tmp_path / "two/summary.json").read_text())
+    assert json.loads((tmp_path / "two/provenance.json").read_text())["world_size"] == 2
+    one_rows, two_rows = (read_metrics(tmp_path / d / "metrics.jsonl") for d in ("one", "two"))
+    losses = [[r["train_loss"] for r in rows if "train_loss" in r] for rows in (one_rows, two_rows)]
+    # Same data, same math; only the order of float sums differs.
+    np.testing.assert_allclose(losses[0], losses[1], rtol=2e-4)
+    assert two["val_bpb"] == pytest.approx(single["val_bpb"], rel=2e-4)
+
+
+def test_micro_batches_must_divide_the_batch():
+    from speedlab.train import micro_batches
+
+    assert micro_batches(8, None, 2) == (4, 1, 4)
+    assert micro_batches(8, 2, 2) == (4, 2, 2)
+    with pytest.raises(ValueError, match="train.batch_seqs=6 does not split over 4"):
+        micro_batches(6, None, 4)
+    with pytest.raises(ValueError, match="train.micro_batch_seqs=3"):
+        micro_batches(8, 3, 1)

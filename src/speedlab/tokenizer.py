@@ -42,7 +42,7 @@ def iter_parquet_texts(path: Path, limit: int | None = None) -> Iterator[str]:
 
 def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs, threads: int):
     def sentences():
-        # SentencePiece drops "sentences" longer than max_sentence_length; lines are short.
+        # Lines, not whole documents: SentencePiece treats each item as one "sentence".
         for text in iter_parquet_texts(train_docs, max_docs):
             for line in text.split("\n"):
                 if line.strip():
@@ -65,6 +65,7 @@ def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs
         eos_id=2,
         unk_id=3,
         num_threads=threads,
+        max_sentence_length=1 << 16,  # long lines are real text; the default 4192 drops them
         minloglevel=1,
     )
     tmp = model_out.with_name(model_out.name + ".tmp")

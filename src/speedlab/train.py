@@ -8,6 +8,7 @@ Training time excludes validation, as parameter-golf counts it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speedlab import checkpoint
+from speedlab import checkpoint, distributed
 from speedlab.checkpoint import StopFlag
 from speedlab.config import config_hash
 from speedlab.evaluate import autocast, device_of, evaluate, val_slice
@@ -54,6 +56,20 @@ class Batches:
         starts = self.rng.integers(0, len(self.tokens) - self.t - 1, size=self.b)
         rows = np.stack([np.asarray(self.tokens[s : s + self.t + 1], np.int64) for s in starts])
         return rows[:, :-1], rows[:, 1:]
+
+
+def micro_batches(batch_seqs: int, micro_batch_seqs: int | None, world: int):
+    """(sequences per rank, accumulation steps, micro-batch size) for a fixed global batch."""
+    if batch_seqs % world:
+        raise ValueError(f"train.batch_seqs={batch_seqs} does not split over {world} processes")
+    per_rank = batch_seqs // world
+    micro = micro_batch_seqs or per_rank
+    if per_rank % micro:
+        raise ValueError(
+            f"train.micro_batch_seqs={micro} does not divide the {per_rank} sequences per process "
+            f"(train.batch_seqs={batch_seqs} over {world} processes)"
+        )
+    return per_rank, per_rank // micro, micro
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -97,7 +113,8 @@ def train(
     checkpoint_dir: Path | None = None,
 ) -> dict:
     mcfg, ocfg, tcfg = cfg["model"], cfg["optim"], cfg["train"]
-    device = device_of(tcfg["device"])
+    world = distributed.setup(device_of(tcfg["device"]))
+    device = world.device
     torch.manual_seed(seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
@@ -108,35 +125,58 @@ def train(
     model = build_model(mcfg, vocab_size).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizers = build_optimizers(model, ocfg)
+    # The global batch is fixed by the config; the GPU count only changes how it is split into
+    # per-rank micro-batches and accumulation steps, so results do not depend on the world size.
+    per_rank, accum, micro = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)
+    ddp = (
+        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if (world.size > 1)
+        else model
+    )
+    train_model = torch.compile(ddp) if tcfg["compile"] else ddp
     batches = Batches(train_tokens, tcfg["batch_seqs"], tcfg["seq_len"], tcfg["data_order"], seed)
     steps, tokens_per_step = tcfg["steps"], tcfg["batch_seqs"] * tcfg["seq_len"]
     wallclock = tcfg["max_wallclock_s"]
-    print(
-        f"model {n_params:,} params on {device}; {steps} steps x {tokens_per_step:,} tokens"
+
+    def say(text: str) -> None:
+        if world.main:
+            print(text, flush=True)
+
+    say(
+        f"model {n_params:,} params on {device} x {world.size}; {steps} steps x "
+        f"{tokens_per_step:,} tokens ({accum} micro-batch(es) of {micro} seqs per rank)"
         + (f" or {wallclock:g}s of training" if wallclock else "")
-        + f"; train split {len(train_tokens):,} tokens, val {len(val_tokens) - 1:,} tokens",
-        flush=True,
+        + f"; train split {len(train_tokens):,} tokens, val {len(val_tokens) - 1:,} tokens"
     )
 
     identity = {"config_hash": config_hash(cfg), "seed": seed}
     ckpt_path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     stop = StopFlag()
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    metrics = open(out_dir / "metrics.jsonl", "w")  # noqa: SIM115 - written through the loop
+    if world.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = open(out_dir / "metrics.jsonl", "w")  # noqa: SIM115 - written through the loop
 
     def record(**row) -> None:
         rows.append(row)
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
+        if world.main:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
 
-    def validate(step: int, train_time: float) -> dict:
-        v = evaluate(model, val_tokens, table, tcfg["seq_len"], tcfg["batch_seqs"])
-        record(step=step, tokens=step * tokens_per_step, time_s=train_time, **v)
-        print(f"step {step}/{steps} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}")
+    def validate(step: int, train_time: float) -> dict | None:
+        # Rank 0 validates the plain module (no collectives); the others wait for it.
+        v = None
+        if world.main:
+            v = evaluate(model, val_tokens, table, tcfg["seq_len"], tcfg["batch_seqs"])
+            record(step=step, tokens=step * tokens_per_step, time_s=train_time, **v)
+            say(f"step {step}/{steps} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}")
+        world.barrier()
         return v
 
     def save_checkpoint(step: int, train_time: float, last_val: dict) -> None:
+        if not world.main:
+            world.barrier()
+            return
         checkpoint.save(
             ckpt_path,
             {
@@ -151,6 +191,7 @@ def train(
                 "data_rng": batches.rng.bit_generator.state,
             },
         )
+        world.barrier()
 
     resumed = checkpoint.load(ckpt_path, identity)
     if resumed:
@@ -162,7 +203,7 @@ def train(
         for row in resumed["rows"]:
             record(**row)
         start, train_time, last_val = resumed["step"], resumed["train_time"], resumed["last_val"]
-        print(f"resumed from {ckpt_path} at step {start} ({train_time:.1f}s trained)", flush=True)
+        say(f"resumed from {ckpt_path} at step {start} ({train_time:.1f}s trained)")
     else:
         start, train_time, last_val = 0, 0.0, validate(0, 0.0)
 
@@ -173,13 +214,20 @@ def train(
         elapsed_frac = train_time / wallclock if wallclock else 0.0
         mult = apply_schedules(optimizers, step - 1, steps, ocfg, elapsed_frac)
         x, y = batches.get(step - 1)
-        with autocast(device):
-            loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
-        loss.backward()
+        x = torch.from_numpy(x[world.rank * per_rank : (world.rank + 1) * per_rank]).to(device)
+        y = torch.from_numpy(y[world.rank * per_rank : (world.rank + 1) * per_rank]).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(accum):
+            # Gradients are all-reduced once, on the last micro-batch.
+            sync = i == accum - 1 or world.size == 1
+            with contextlib.nullcontext() if sync else ddp.no_sync(), autocast(device):
+                loss = train_model(x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro])
+            (loss / accum).backward()
+            loss_sum += loss.detach() / accum
         for opt in optimizers:
             opt.step()
         model.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # syncs the GPU, so the timing below is honest
+        loss_value = world.mean(loss_sum)  # syncs the GPU, so the timing below is honest
         step_s = time.perf_counter() - t0
         train_time += step_s
         record(
@@ -195,32 +243,35 @@ def train(
         )
         if not math.isfinite(loss_value):
             diverged = True
-            print(f"step {step}: loss is {loss_value}; stopping (diverged)", flush=True)
+            say(f"step {step}: loss is {loss_value}; stopping (diverged)")
             break
-        out_of_time = bool(wallclock) and train_time >= wallclock
+        # Ranks measure slightly different times and get signals at different moments: agree.
+        out_of_time, stopping = world.any(bool(wallclock) and train_time >= wallclock, bool(stop))
         last = step == steps or out_of_time
         if step % tcfg["log_every"] == 0 or last:
             rate = step * tokens_per_step / train_time
             eta = train_time / step * (steps - step)
             if wallclock:
                 eta = min(eta, wallclock - train_time)
-            print(
+            say(
                 f"step {step}/{steps} loss {loss_value:.4f} tok/s {rate:,.0f} "
-                f"train_time {train_time:.1f}s eta {_fmt_eta(eta)}",
-                flush=True,
+                f"train_time {train_time:.1f}s eta {_fmt_eta(eta)}"
             )
         if step % tcfg["val_every"] == 0 or last:
             last_val = validate(step, train_time)
         every = tcfg["checkpoint_every"]
-        if ckpt_path and not last and (stop or (every and step % every == 0)):
+        if ckpt_path and not last and (stopping or (every and step % every == 0)):
             save_checkpoint(step, train_time, last_val)
-        if stop and not last:
-            metrics.close()
-            print(f"signal {stop.signal}: checkpoint saved at step {step}; exiting", flush=True)
+        if stopping and not last:
+            say(f"signal {stop.signal}: checkpoint saved at step {step}; exiting")
+            distributed.teardown(world)
             raise SystemExit(checkpoint.PREEMPTED_EXIT)
         if out_of_time:
-            print(f"max_wallclock_s={wallclock:g} reached at step {step}", flush=True)
+            say(f"max_wallclock_s={wallclock:g} reached at step {step}")
             break
+    if not world.main:  # rank 0 alone writes the outputs
+        distributed.teardown(world)
+        return {}
     metrics.close()
 
     summary = {
@@ -263,6 +314,7 @@ def train(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cuda": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),
+        "world_size": world.size,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -273,6 +325,7 @@ def train(
     _write_json(out_dir / "provenance.json", provenance)
     if ckpt_path:
         ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
+    distributed.teardown(world)
     return summary
 
 
@@ -301,7 +354,10 @@ def main(argv=None) -> None:
         meta,
         args.checkpoint_dir,
     )
-    print(f"done: val_bpb {s['val_bpb']:.4f} after {s['steps']} steps, {s['train_time_s']:.1f}s")
+    if s:  # rank 0
+        print(
+            f"done: val_bpb {s['val_bpb']:.4f} after {s['steps']} steps, {s['train_time_s']:.1f}s"
+        )
 
 
 if __name__ == "__main__":
