@@ -19,8 +19,11 @@ rule train_run:
         mem_mb=4000,
     params:
         config=run_config_json,
+        # Not an output: Snakemake must not delete it when a preempted job is rerun.
+        checkpoints="results/checkpoints/{study}/{condition}/seed{seed}",
     shell:
         "python -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
         " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"
         " --out-dir $(dirname {output.summary:q}) --threads {threads}"
-        " --study {wildcards.study} --condition {wildcards.condition} > {log:q} 2>&1"
+        " --study {wildcards.study} --condition {wildcards.condition}"
+        " --checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
