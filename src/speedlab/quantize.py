@@ -1,8 +1,22 @@
 """int8 + zlib roundtrip: how small the trained model compresses and what that costs in bpb.
 
-Each 2-D weight with more than keep_float_max_numel elements becomes per-row int8 with an fp16
-scale (rows clipped at a high percentile of |w| so a few outliers do not waste the range);
-everything else is kept in float. The whole thing is torch.save'd and zlib-compressed at level 9.
+Two schemes, picked by `quant.scheme` in the run config (or --scheme):
+
+- "simple" (default): each 2-D weight with more than keep_float_max_numel elements becomes
+  per-row int8 with an fp16 scale (rows clipped at clip_percentile of |w| so a few outliers do not
+  waste the range); everything else is kept in float (control tensors fp32, the rest fp16).
+- "parameter_golf": the export rules of openai/parameter-golf's train_gpt.py
+  (quantize_state_dict_int8), with its fixed constants; the config's keep_float_max_numel and
+  clip_percentile are not used. Float tensors with <= 65,536 elements are passed through (control
+  tensors as fp32, other fp32/bf16 ones as fp16); larger 2-D ones get a per-row clip at the
+  0.9999984 quantile of |w|, scale = max(clip / 127, 1 / 127) stored as fp16, and
+  q = round(clamp(w, -clip, clip) / scale); larger tensors of other ranks get one fp32 scale,
+  clip / 127 (1.0 when the clip is 0); non-float tensors are passed through.
+
+Either way the packed dict is torch.save'd and zlib-compressed at level 9. payload_bytes counts the
+bytes of the packed tensors (int8 values + scales + passthrough), as parameter-golf's
+int8_payload_bytes does; the artifact is the compressed model plus the training code
+(CODE_FILES), as parameter-golf counts its train_gpt.py.
 """
 
 from __future__ import annotations
@@ -22,8 +36,47 @@ from speedlab.model import build_model
 from speedlab.optim import CONTROL_NAMES
 from speedlab.shards import load_split
 
+SCHEMES = ("simple", "parameter_golf")
 
-def quantize_state(state: dict, keep_float_max_numel: int, clip_percentile: float) -> dict:
+# parameter-golf's constants (train_gpt.py: CONTROL_TENSOR_NAME_PATTERNS, INT8_KEEP_FLOAT_MAX_NUMEL,
+# INT8_CLIP_PERCENTILE / 100, "__quant_format__"). Names match by substring, as there.
+PG_CONTROL_PATTERNS = (
+    "attn_scale",
+    "attn_scales",
+    "mlp_scale",
+    "mlp_scales",
+    "resid_mix",
+    "resid_mixes",
+    "q_gain",
+    "skip_weight",
+    "skip_weights",
+)
+PG_KEEP_FLOAT_MAX_NUMEL = 65_536
+PG_CLIP_Q = 99.99984 / 100.0
+PG_FORMAT = "int8_clean_per_row_v1"
+
+# The training code whose bytes count towards the artifact (parameter-golf counts train_gpt.py).
+CODE_FILES = ("model.py", "optim.py", "train.py")
+
+
+def quantize_state(
+    state: dict,
+    keep_float_max_numel: int | None = None,
+    clip_percentile: float | None = None,
+    scheme: str = "simple",
+) -> dict:
+    """Pack a state dict with the given scheme; "parameter_golf" takes no thresholds."""
+    if scheme == "parameter_golf":
+        if keep_float_max_numel is not None or clip_percentile is not None:
+            raise ValueError(
+                "scheme parameter_golf uses the reference's fixed thresholds "
+                f"({PG_KEEP_FLOAT_MAX_NUMEL:,} elements, clip quantile {PG_CLIP_Q}); pass none"
+            )
+        return _quantize_parameter_golf(state)
+    if scheme != "simple":
+        raise ValueError(f"unknown quantization scheme {scheme!r}; expected one of {SCHEMES}")
+    if keep_float_max_numel is None or clip_percentile is None:
+        raise ValueError("scheme simple needs keep_float_max_numel and clip_percentile")
     packed: dict = {"int8": {}, "scale": {}, "float": {}, "dtype": {}}
     for name, t in state.items():
         t = t.detach().cpu()
@@ -45,7 +98,61 @@ def quantize_state(state: dict, keep_float_max_numel: int, clip_percentile: floa
     return packed
 
 
+def _quantize_pg_tensor(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    w = t.float()
+    if w.ndim == 2:  # one clip and one fp16 scale per row
+        clip = torch.quantile(w.abs(), PG_CLIP_Q, dim=1)[:, None]
+        scale = (clip / 127.0).clamp_min(1.0 / 127.0)
+        q = torch.round(torch.maximum(torch.minimum(w, clip), -clip) / scale).clamp(-127, 127)
+        return q.to(torch.int8).contiguous(), scale.squeeze(1).half().contiguous()
+    clip = float(torch.quantile(w.abs().flatten(), PG_CLIP_Q).item())
+    scale = torch.tensor(clip / 127.0 if clip > 0 else 1.0, dtype=torch.float32)
+    q = torch.round(w.clamp(-clip, clip) / scale).clamp(-127, 127)
+    return q.to(torch.int8).contiguous(), scale
+
+
+def _quantize_parameter_golf(state: dict) -> dict:
+    # Same keys, insertion order and optional entries as the reference's object, so that the
+    # torch.save'd and compressed sizes are comparable with parameter-golf's logs.
+    quantized, scales, dtypes, passthrough, orig_dtypes, qmeta = {}, {}, {}, {}, {}, {}
+    for name, tensor in state.items():
+        t = tensor.detach().cpu().contiguous()
+        if not t.is_floating_point():
+            passthrough[name] = t
+        elif t.numel() <= PG_KEEP_FLOAT_MAX_NUMEL:
+            if any(p in name for p in PG_CONTROL_PATTERNS):
+                passthrough[name] = t.float().contiguous()
+            elif t.dtype in (torch.float32, torch.bfloat16):
+                orig_dtypes[name] = str(t.dtype).removeprefix("torch.")
+                passthrough[name] = t.half().contiguous()
+            else:
+                passthrough[name] = t
+        else:
+            quantized[name], scales[name] = _quantize_pg_tensor(t)
+            if scales[name].ndim > 0:
+                qmeta[name] = {"scheme": "per_row", "axis": 0}
+            dtypes[name] = str(t.dtype).removeprefix("torch.")
+    packed: dict = {
+        "__quant_format__": PG_FORMAT,
+        "quantized": quantized,
+        "scales": scales,
+        "dtypes": dtypes,
+        "passthrough": passthrough,
+    }
+    if qmeta:
+        packed["qmeta"] = qmeta
+    if orig_dtypes:
+        packed["passthrough_orig_dtypes"] = orig_dtypes
+    return packed
+
+
+def scheme_of(packed: dict) -> str:
+    return "parameter_golf" if packed.get("__quant_format__") == PG_FORMAT else "simple"
+
+
 def dequantize_state(packed: dict) -> dict:
+    if scheme_of(packed) == "parameter_golf":
+        return _dequantize_parameter_golf(packed)
     state = {}
     for name, dtype in packed["dtype"].items():
         if name in packed["int8"]:
@@ -54,6 +161,34 @@ def dequantize_state(packed: dict) -> dict:
             w = packed["float"][name]
         state[name] = w.to(getattr(torch, dtype))
     return state
+
+
+def _dequantize_parameter_golf(packed: dict) -> dict:
+    state = {}
+    for name, q in packed["quantized"].items():
+        s = packed["scales"][name].float()
+        s = s.view(q.shape[0], *([1] * (q.ndim - 1))) if s.ndim > 0 else float(s.item())
+        state[name] = (q.float() * s).to(getattr(torch, packed["dtypes"][name])).contiguous()
+    orig_dtypes = packed.get("passthrough_orig_dtypes", {})
+    for name, t in packed["passthrough"].items():
+        dtype = orig_dtypes.get(name)
+        state[name] = t.to(getattr(torch, dtype)) if dtype else t
+    return state
+
+
+def payload_bytes(packed: dict) -> int:
+    """Bytes of all packed tensors: int8 values, scales and passthrough (int8_payload_bytes)."""
+    if scheme_of(packed) == "parameter_golf":
+        groups = packed["quantized"], packed["scales"], packed["passthrough"]
+    else:
+        groups = packed["int8"], packed["scale"], packed["float"]
+    return sum(t.numel() * t.element_size() for g in groups for t in g.values())
+
+
+def code_bytes(files: tuple[str, ...] = CODE_FILES) -> int:
+    """UTF-8 size of the training code (as parameter-golf counts len(code.encode("utf-8")))."""
+    here = Path(__file__).parent
+    return sum(len((here / f).read_text(encoding="utf-8").encode("utf-8")) for f in files)
 
 
 def compress(packed: dict) -> bytes:
@@ -66,12 +201,19 @@ def decompress(blob: bytes) -> dict:
     return torch.load(io.BytesIO(zlib.decompress(blob)), weights_only=True)
 
 
-def roundtrip(model_pt: Path, val_manifest: Path, token_bytes: Path, out: Path) -> dict:
+def roundtrip(
+    model_pt: Path, val_manifest: Path, token_bytes: Path, out: Path, scheme: str | None = None
+) -> dict:
+    """Quantize, compress, reload and evaluate; scheme None means the config's quant.scheme."""
     ckpt = torch.load(model_pt, map_location="cpu", weights_only=False)
     cfg = ckpt["config"]
-    packed = quantize_state(
-        ckpt["model"], cfg["quant"]["keep_float_max_numel"], cfg["quant"]["clip_percentile"]
-    )
+    scheme = scheme or cfg["quant"].get("scheme", "simple")
+    if scheme == "simple":
+        packed = quantize_state(
+            ckpt["model"], cfg["quant"]["keep_float_max_numel"], cfg["quant"]["clip_percentile"]
+        )
+    else:
+        packed = quantize_state(ckpt["model"], scheme=scheme)
     blob = compress(packed)
     model = build_model(cfg["model"], ckpt["vocab_size"])
     model.load_state_dict(dequantize_state(decompress(blob)))
@@ -80,11 +222,17 @@ def roundtrip(model_pt: Path, val_manifest: Path, token_bytes: Path, out: Path) 
     q = evaluate(model, tokens, table, cfg["train"]["seq_len"], cfg["train"]["batch_seqs"])
     raw = io.BytesIO()
     torch.save(ckpt["model"], raw)
+    pg = scheme == "parameter_golf"
+    code = code_bytes()
     result = {
+        "scheme": scheme,
+        "payload_bytes": payload_bytes(packed),
         "compressed_bytes": len(blob),
+        "code_bytes": code,
+        "artifact_bytes": len(blob) + code,
         "raw_state_bytes": raw.getbuffer().nbytes,
-        "n_int8_tensors": len(packed["int8"]),
-        "n_float_tensors": len(packed["float"]),
+        "n_int8_tensors": len(packed["quantized" if pg else "int8"]),
+        "n_float_tensors": len(packed["passthrough" if pg else "float"]),
         "q_val_loss": q["val_loss"],
         "q_val_bpb": q["val_bpb"],
         "val_loss": ckpt["final"]["val_loss"],
@@ -101,13 +249,20 @@ def main(argv=None) -> None:
     p.add_argument("--val", type=Path, required=True, help="val split manifest")
     p.add_argument("--token-bytes", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=None,
+        help="quantization rules (default: the run config's quant.scheme, else simple)",
+    )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    r = roundtrip(args.model, args.val, args.token_bytes, args.out)
+    r = roundtrip(args.model, args.val, args.token_bytes, args.out, args.scheme)
     print(
-        f"int8+zlib: {r['compressed_bytes']:,} bytes; val_bpb {r['val_bpb']:.4f} -> "
-        f"{r['q_val_bpb']:.4f} ({r['bpb_increase']:+.4f})"
+        f"int8+zlib ({r['scheme']}): payload {r['payload_bytes']:,} bytes, compressed "
+        f"{r['compressed_bytes']:,}, code+model {r['artifact_bytes']:,}; val_bpb "
+        f"{r['val_bpb']:.4f} -> {r['q_val_bpb']:.4f} ({r['bpb_increase']:+.4f})"
     )
 
 
