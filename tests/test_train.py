@@ -232,3 +232,16 @@ def test_micro_batches_must_divide_the_batch():
         micro_batches(6, None, 4)
     with pytest.raises(ValueError, match="train.micro_batch_seqs=3"):
         micro_batches(8, 3, 1)
+
+
+def test_ngpt_trains_and_stays_on_the_sphere(tmp_path, shards):
+    import torch
+
+    cfg = smoke_config(steps=30, val_every=30)
+    cfg["model"]["kind"] = "ngpt"
+    s = run(shards, tmp_path / "n", cfg, seed=0)
+    vals = [r["val_bpb"] for r in read_metrics(tmp_path / "n/metrics.jsonl") if "val_bpb" in r]
+    assert vals[-1] < vals[0] - 0.2 and not s["diverged"]
+    state = torch.load(tmp_path / "n/model.pt", weights_only=False)["model"]
+    emb = state["tok_emb.weight"]
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(emb.size(0)))

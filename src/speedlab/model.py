@@ -153,7 +153,15 @@ class GPT(nn.Module):
         )
 
 
-def build_model(model_cfg: dict, vocab_size: int) -> GPT:
+def build_model(model_cfg: dict, vocab_size: int) -> nn.Module:
+    """The model `model.kind` names: gpt (parameter-golf baseline) or ngpt (normalized)."""
+    kind = model_cfg.get("kind", "gpt")
+    if kind == "ngpt":
+        from speedlab.ngpt import build_ngpt
+
+        return build_ngpt(model_cfg, vocab_size)
+    if kind != "gpt":
+        raise ValueError(f"model.kind: unknown model {kind!r} (expected gpt or ngpt)")
     return GPT(
         vocab_size=vocab_size,
         n_layer=model_cfg["n_layer"],

@@ -125,6 +125,9 @@ def train(
     model = build_model(mcfg, vocab_size).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizers = build_optimizers(model, ocfg)
+    renormalize = None
+    if mcfg.get("kind") == "ngpt":
+        from speedlab.ngpt import normalize_weights as renormalize
     # The global batch is fixed by the config; the GPU count only changes how it is split into
     # per-rank micro-batches and accumulation steps, so results do not depend on the world size.
     per_rank, accum, micro = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)
@@ -226,6 +229,8 @@ def train(
             loss_sum += loss.detach() / accum
         for opt in optimizers:
             opt.step()
+        if renormalize:
+            renormalize(model)  # nGPT: weights back onto the unit sphere after every step
         model.zero_grad(set_to_none=True)
         loss_value = world.mean(loss_sum)  # syncs the GPU, so the timing below is honest
         step_s = time.perf_counter() - t0
