@@ -66,6 +66,36 @@ def test_scale_preset_is_an_override():
         ({"data/max_docs": None}, "data"),
         ({"scale": "huge"}, "scale"),
         ({"tokenizer/vocab_size": 70000}, "tokenizer.vocab_size"),
+        (
+            {"studies/quickstart/conditions/layerwise": {"model.kind": "transformer"}},
+            "studies.quickstart.conditions.layerwise.model.kind",
+        ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"optim.matrix_lr": -0.1}},
+            "studies.quickstart.conditions.layerwise.optim.matrix_lr",
+        ),
+        (
+            {
+                "studies/quickstart/conditions/layerwise": {
+                    "optim.momentum_schedule": "list",
+                    "optim.momentum_list": [0.9, 0.95],
+                }
+            },
+            "studies.quickstart.conditions.layerwise.optim.momentum_list",
+        ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"optim.momentum_schedule": "list"}},
+            "studies.quickstart.conditions.layerwise.optim.momentum_list",
+        ),
+        (
+            {
+                "studies/quickstart/conditions/layerwise": {
+                    "model.kind": "ngpt",
+                    "optim.weight_decay": 0.1,
+                }
+            },
+            "studies.quickstart.conditions.layerwise.optim.weight_decay",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edits, key):

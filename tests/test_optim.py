@@ -9,6 +9,9 @@ from speedlab.optim import (
     layer_momenta,
     lr_multiplier,
     newton_schulz5,
+    normuon_normalize,
+    polar_express,
+    wd_multiplier,
 )
 
 OPTIM = dict(
@@ -100,3 +103,210 @@ def test_lr_schedule():
     assert lr_multiplier(50, 100, 10, 0.2) == 1.0
     assert lr_multiplier(90, 100, 0, 0.2) == pytest.approx(0.5)
     assert lr_multiplier(99, 100, 0, 0.2) == pytest.approx(0.05)
+
+
+def _well_conditioned(shape, seed=0, decades=1.5):
+    g = torch.Generator().manual_seed(seed)
+    k = min(shape)
+    u, _ = torch.linalg.qr(torch.randn(shape[0], k, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], k, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -decades, k, dtype=torch.float64)
+    return (u @ torch.diag(s) @ v.T).float(), u @ v.T
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (128, 32), (32, 96)])
+def test_polar_express_is_closer_to_orthogonal_than_newton_schulz(shape):
+    grad, polar = _well_conditioned(shape)
+    sv_ns = torch.linalg.svdvals(newton_schulz5(grad, 5).double())
+    sv_pe = torch.linalg.svdvals(polar_express(grad, 5).double())
+    assert sv_ns.min() > 0.6 and sv_ns.max() < 1.25
+    assert sv_pe.min() > 0.8 and sv_pe.max() < 1.15
+    assert (sv_pe - 1).abs().max() < (sv_ns - 1).abs().max()
+    o = polar_express(grad).double()
+    assert (o * polar).sum() / (o.norm() * polar.norm()) > 0.99
+    # Past the 5-step table the limit quintic converges fast: 8 steps is orthogonal to fp32.
+    assert torch.allclose(
+        torch.linalg.svdvals(polar_express(grad, 8)), torch.ones(min(shape)), atol=1e-3
+    )
+    assert polar_express(grad).shape == grad.shape
+
+
+def test_polar_express_never_amplifies_beyond_its_band():
+    g = torch.randn(256, 256, generator=torch.Generator().manual_seed(1))
+    assert torch.linalg.svdvals(polar_express(g)).max() < 1.15
+
+
+def test_inverse_and_list_momenta():
+    linear = layer_momenta("linear", 4, 0.95, 0.98, 0.90)
+    inverse = layer_momenta("inverse", 4, 0.95, 0.98, 0.90)
+    assert inverse == linear[::-1]
+    assert inverse[-1] == 0.98 and inverse[0] == 0.90  # momentum_first lands on the LAST layer
+    assert layer_momenta("inverse", 1, 0.95, 0.98, 0.90) == [0.98]
+    assert layer_momenta("list", 3, 0.95, 0, 0, [0.9, 0.8, 0.7]) == [0.9, 0.8, 0.7]
+    with pytest.raises(ValueError, match=r"optim\.momentum_list has 2 values .* n_layer=3"):
+        layer_momenta("list", 3, 0.95, 0, 0, [0.9, 0.8])
+    with pytest.raises(ValueError, match=r"optim\.momentum_list"):
+        layer_momenta("list", 3, 0.95, 0, 0)
+
+
+def _layer_matrix_ids(model, i):
+    blk = model.blocks[i]
+    mats = (blk.attn.c_q, blk.attn.c_k, blk.attn.c_v, blk.attn.proj, blk.mlp.fc, blk.mlp.proj)
+    return sorted(id(m.weight) for m in mats)
+
+
+@pytest.mark.parametrize(
+    "extra, want",
+    [
+        (
+            dict(momentum_schedule="inverse", momentum_first=0.99, momentum_last=0.90),
+            [0.90, 0.93, 0.96, 0.99],
+        ),
+        (
+            dict(momentum_schedule="list", momentum_list=[0.91, 0.97, 0.93, 0.95]),
+            [0.91, 0.97, 0.93, 0.95],
+        ),
+    ],
+)
+def test_inverse_and_list_schedules_land_on_the_right_layers(extra, want):
+    model = GPT(vocab_size=64, n_layer=4, d_model=32, n_head=2, n_kv_head=1)
+    cfg = dict(
+        OPTIM,
+        lr_mult_list=[1.0, 0.5, 2.0, 1.5],
+        wd_mult_list=[0, 1, 2, 3],
+        weight_decay=0.1,
+        **extra,
+    )
+    muon = build_optimizers(model, cfg)[-1]
+    apply_schedules([muon], 0, 100, cfg)
+    assert [g["momentum"] for g in muon.param_groups] == pytest.approx(want)
+    for i, group in enumerate(muon.param_groups):
+        assert group["layer"] == i
+        assert sorted(id(p) for p in group["params"]) == _layer_matrix_ids(model, i)
+    assert [g["lr"] for g in muon.param_groups] == pytest.approx([0.04, 0.02, 0.08, 0.06])
+    assert [g["weight_decay"] for g in muon.param_groups] == pytest.approx([0, 0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("key", ["momentum_list", "lr_mult_list", "wd_mult_list"])
+def test_wrong_list_length_names_the_key(key):
+    model = GPT(vocab_size=64, n_layer=3, d_model=32, n_head=2, n_kv_head=1)
+    cfg = dict(OPTIM, momentum_schedule="list", momentum_list=[0.9] * 3)
+    cfg[key] = [0.9] * 4
+    with pytest.raises(ValueError, match=rf"optim\.{key} has 4 values .* n_layer=3"):
+        build_optimizers(model, cfg)
+
+
+@pytest.mark.parametrize("key, bad", [("orthogonalize", "svd"), ("wd_schedule", "cosine")])
+def test_unknown_names_are_rejected(key, bad):
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    with pytest.raises(ValueError, match=rf"optim\.{key}"):
+        build_optimizers(model, dict(OPTIM, **{key: bad}))
+
+
+def _muon_on(p, **kw):
+    return Muon([dict(params=[p])], lr=0.1, momentum=0.9, **kw)
+
+
+def test_weight_decay_of_a_zero_gradient_matrix():
+    lr, wd = 0.1, 0.5
+    for cautious in (False, True):
+        p = torch.nn.Parameter(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)))
+        p0 = p.detach().clone()
+        opt = _muon_on(p, weight_decay=wd, cautious_wd=cautious)
+        want = p0.clone()
+        for _ in range(3):
+            p.grad = torch.zeros_like(p)
+            opt.step()
+            if not cautious:
+                want.mul_(1 - lr * wd)
+        # Cautious: the update is zero, so its sign never matches the weight's: nothing decays.
+        assert torch.equal(p.detach(), want)
+
+
+def test_cautious_weight_decay_only_where_update_and_weight_agree_in_sign():
+    gen = torch.Generator().manual_seed(0)
+    w0, grad = torch.randn(16, 32, generator=gen), torch.randn(16, 32, generator=gen)
+    after = {}
+    for name, kw in {"none": {}, "cautious": dict(weight_decay=0.5, cautious_wd=True)}.items():
+        p = torch.nn.Parameter(w0.clone())
+        p.grad = grad.clone()
+        _muon_on(p, **kw).step()
+        after[name] = p.detach()
+    update = (w0 - after["none"]) / 0.1  # the step is p -= lr * update
+    mask = update * w0 > 0
+    assert 0.2 < mask.float().mean() < 0.8
+    torch.testing.assert_close(after["cautious"] - after["none"], -0.1 * 0.5 * w0 * mask)
+
+
+def test_weight_decay_schedule_and_width_scaling():
+    assert wd_multiplier("constant", 99, 100) == 1.0
+    assert wd_multiplier("linear_to_zero", 0, 100) == 1.0
+    assert wd_multiplier("linear_to_zero", 99, 100) == pytest.approx(0.01)
+    assert wd_multiplier("linear_to_zero", 10, 100, elapsed_frac=0.6) == pytest.approx(0.4)
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    cfg = dict(OPTIM, weight_decay=0.1, wd_schedule="linear_to_zero")
+    muon = build_optimizers(model, cfg)[-1]
+    apply_schedules([muon], 0, 1000, cfg)
+    assert muon.param_groups[0]["weight_decay"] == pytest.approx(0.1)
+    apply_schedules([muon], 999, 1000, cfg)
+    assert muon.param_groups[0]["weight_decay"] == pytest.approx(1e-4)  # ~0 at the last step
+    for d_ref, factor in ((64, 4.0), (16, 0.25), (32, 1.0)):
+        muon = build_optimizers(model, dict(OPTIM, weight_decay=0.1, wd_scale_ref_dim=d_ref))[-1]
+        assert [g["weight_decay"] for g in muon.param_groups] == pytest.approx([0.1 * factor] * 2)
+
+
+def test_normuon_keeps_the_update_rms_and_equalises_rows():
+    gen = torch.Generator().manual_seed(0)
+    o = torch.randn(16, 32, generator=gen) * torch.logspace(0, 1, 16)[:, None]
+    out = normuon_normalize(o, {}, 0.95)
+    assert out.norm() == pytest.approx(o.norm().item(), rel=1e-5)
+    rows = out.norm(dim=1)
+    assert torch.allclose(rows, rows.mean().expand_as(rows), rtol=1e-5)
+    # In the optimizer: same step size as plain Muon, equal per-neuron (row) step norms.
+    w0, grad = torch.randn(24, 48, generator=gen), torch.randn(24, 48, generator=gen)
+    deltas = {}
+    for normuon in (False, True):
+        p = torch.nn.Parameter(w0.clone())
+        p.grad = grad.clone()
+        _muon_on(p, normuon=normuon).step()
+        deltas[normuon] = w0 - p.detach()
+    assert deltas[True].norm() == pytest.approx(deltas[False].norm().item(), rel=1e-4)
+    rows = deltas[True].norm(dim=1)
+    assert rows.std() / rows.mean() < 1e-3 < deltas[False].norm(dim=1).std() / rows.mean()
+    # A zero gradient gives a zero step, not NaN.
+    assert torch.equal(normuon_normalize(torch.zeros(4, 8), {}, 0.95), torch.zeros(4, 8))
+
+
+def test_new_options_train_and_resume_from_an_old_state_dict():
+    torch.manual_seed(0)
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    cfg = dict(
+        OPTIM,
+        orthogonalize="polar_express",
+        normuon=True,
+        weight_decay=0.1,
+        cautious_wd=True,
+        wd_schedule="linear_to_zero",
+    )
+    opts = build_optimizers(model, cfg)
+    x = torch.randint(0, 64, (4, 17))
+    losses = []
+    for step in range(8):
+        apply_schedules(opts, step, 8, cfg)
+        loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+        losses.append(loss.item())
+        for opt in opts:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+    assert losses[-1] < losses[0]
+    # A checkpoint written before these options existed lacks their keys: defaults fill them.
+    muon = build_optimizers(model, OPTIM)[-1]
+    state = muon.state_dict()
+    for group in state["param_groups"]:
+        for key in ("orthogonalize", "weight_decay", "cautious_wd", "normuon", "normuon_beta2"):
+            del group[key]
+    muon.load_state_dict(state)
+    assert muon.param_groups[0]["orthogonalize"] == "newton_schulz5"
+    assert muon.param_groups[0]["weight_decay"] == 0.0
+    assert muon.param_groups[0]["normuon"] is False

@@ -109,7 +109,24 @@ def run_config(config: dict, study: str, condition: str, schema: dict | None = N
         resolved = apply_overrides(resolved, config["scales"][config["scale"]])
     resolved = apply_overrides(resolved, config["studies"][study]["conditions"][condition])
     run_schema = {**schema["$defs"]["run"], "$defs": schema["$defs"]}
-    _check(resolved, run_schema, f"studies.{study}.conditions.{condition}")
+    where = f"studies.{study}.conditions.{condition}"
+    _check(resolved, run_schema, where)
+    # Per-layer lists must match the depth, which the schema alone cannot express.
+    n_layer = resolved["model"]["n_layer"]
+    for key in ("momentum_list", "lr_mult_list", "wd_mult_list"):
+        values = resolved["optim"].get(key)
+        if values is not None and len(values) != n_layer:
+            raise ConfigError(
+                f"invalid configuration:\n  {where}.optim.{key}: {len(values)} values for "
+                f"model.n_layer={n_layer} layers"
+            )
+    if resolved["optim"]["momentum_schedule"] == "list" and not resolved["optim"].get(
+        "momentum_list"
+    ):
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.optim.momentum_list: required by "
+            "momentum_schedule 'list'"
+        )
     return resolved
 
 

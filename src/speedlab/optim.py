@@ -1,11 +1,15 @@
 """Muon for the hidden matrices, Adam for everything else, and the schedules that drive them.
 
 Muon (Keller Jordan et al.): SGD-momentum whose update is replaced by its nearest semi-orthogonal
-matrix, computed with a quintic Newton-Schulz iteration. Each transformer layer gets its own
-momentum so that layer-wise momentum schedules can be studied.
+matrix, computed with an odd quintic polynomial iteration (Newton-Schulz or Polar Express). Each
+transformer layer gets its own parameter group (momentum, lr and weight-decay multipliers) so that
+layer-wise schedules can be studied. Optional extras, all off by default: decoupled (cautious)
+weight decay and NorMuon's neuron-wise normalization of the orthogonalized update.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor
@@ -14,54 +18,198 @@ from torch import Tensor
 # they do not converge exactly to 1 (the result lands in roughly [0.7, 1.2]), which is enough.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
+# Polar Express (Amsel, Persson, Musco, Gower 2025, arXiv 2505.16932): step t applies its own odd
+# quintic p_t(x) = a_t x + b_t x^3 + c_t x^5, the minimax-optimal one (closest to 1 in the worst
+# case) on the interval the singular values occupy after step t-1, starting from [1e-3, 1]; the
+# paper proves this greedy choice gives the optimal composition. Two tweaks from the paper make it
+# safe in bf16: early polynomials are "cushioned" (not optimised for values below ~0.02 x the top,
+# so they do not blow up noise), and each p_t is built for an interval slightly wider than the
+# exact one, so rounding that pushes a value just past the top is pulled back, not amplified; for
+# the same reason the input is divided by (1 + safety) ||X||_F. The numbers (and safety = 2e-2)
+# are those of KellerJordan/modded-nanogpt train_gpt.py, `polar_express_coeffs` ("computed for
+# num_iters=5, safety_factor=2e-2, cushion=2"); karpathy/nanochat's optim.py has the same table.
+POLAR_EXPRESS_COEFFS = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+POLAR_EXPRESS_SAFETY = 1.02
+# After five steps the singular values lie in about [0.85, 1.14]; as the interval shrinks to 1 the
+# optimal quintic tends to 15/8 x - 10/8 x^3 + 3/8 x^5 (p(1) = 1, p'(1) = p''(1) = 0), which the
+# authors' NoahAmsel/PolarExpress repo uses for every further step. So do we.
+POLAR_EXPRESS_TAIL = (15 / 8, -10 / 8, 3 / 8)
 
-def newton_schulz5(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
-    """Approximately orthogonalize a 2-D matrix (U V^T of its SVD) with `steps` NS iterations."""
-    a, b, c = NS_COEFFS
+
+def _odd_quintic_iteration(g: Tensor, coeffs, safety: float, eps: float) -> Tensor:
+    """Apply X <- aX + b(XX^T)X + c(XX^T)^2 X for each (a, b, c), i.e. p(s) to every singular
+    value s of X = G / (safety ||G||_F), leaving the singular vectors alone."""
     # bf16 halves the cost on GPUs and the iteration is robust to it; CPUs gain nothing from it.
     x = g.bfloat16() if g.is_cuda else g.float()
-    x = x / (x.norm() + eps)  # Frobenius norm >= spectral norm, so singular values start <= 1
+    x = x / (x.norm() * safety + eps)  # Frobenius norm >= spectral norm: singular values <= 1
     transposed = x.size(0) > x.size(1)
     if transposed:  # iterate on the smaller Gram matrix
         x = x.T
-    for _ in range(steps):
+    for a, b, c in coeffs:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return (x.T if transposed else x).to(g.dtype)
 
 
-def layer_momenta(schedule: str, n_layer: int, value: float, first: float, last: float) -> list:
-    """Target Muon momentum of each layer, first layer first."""
+def newton_schulz5(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+    """Approximately orthogonalize a 2-D matrix (U V^T of its SVD) with `steps` NS iterations."""
+    return _odd_quintic_iteration(g, [NS_COEFFS] * steps, 1.0, eps)
+
+
+def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+    """Approximately orthogonalize a 2-D matrix with `steps` Polar Express iterations.
+
+    Built for 5 steps (singular values of the result within about [0.85, 1.14] for an input
+    spectrum spanning 1e-3..1); fewer steps stop mid-way, where the early polynomials deliberately
+    overshoot (values up to ~2), so use at least 5.
+    """
+    coeffs = itertools.chain(POLAR_EXPRESS_COEFFS, itertools.repeat(POLAR_EXPRESS_TAIL))
+    return _odd_quintic_iteration(
+        g, list(itertools.islice(coeffs, steps)), POLAR_EXPRESS_SAFETY, eps
+    )
+
+
+ORTHOGONALIZERS = {"newton_schulz5": newton_schulz5, "polar_express": polar_express}
+
+
+def layer_momenta(
+    schedule: str, n_layer: int, value: float, first: float, last: float, values=None
+) -> list:
+    """Target Muon momentum of each layer, first layer (closest to the embedding) first.
+
+    uniform: `value` everywhere. linear: `first` at layer 0 to `last` at layer n_layer-1, linear
+    in the layer index. inverse: the linear schedule reversed, i.e. `first` at the LAST layer and
+    `last` at layer 0 (the same two numbers, mirrored along the depth). list: `values`, one per
+    layer, first layer first.
+    """
     if schedule == "uniform":
         return [value] * n_layer
-    if schedule == "linear":
+    if schedule in ("linear", "inverse"):
         if n_layer == 1:
             return [first]
-        return [first + (last - first) * i / (n_layer - 1) for i in range(n_layer)]
+        ramp = [first + (last - first) * i / (n_layer - 1) for i in range(n_layer)]
+        return ramp if schedule == "linear" else ramp[::-1]
+    if schedule == "list":
+        if values is None:
+            raise ValueError("optim.momentum_list is required with momentum_schedule: list")
+        return per_layer_list("momentum_list", values, n_layer)
     raise ValueError(f"optim.momentum_schedule: unknown schedule {schedule!r}")
 
 
-class Muon(torch.optim.Optimizer):
-    def __init__(self, params, lr: float, momentum: float, nesterov: bool = True, ns_steps=5):
-        super().__init__(
-            params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+def per_layer_list(key: str, values, n_layer: int) -> list:
+    """`values` as a list of exactly n_layer floats, else a ValueError naming optim.<key>."""
+    if len(values) != n_layer:
+        raise ValueError(
+            f"optim.{key} has {len(values)} values but the model has n_layer={n_layer}"
         )
+    return [float(v) for v in values]
+
+
+def _layer_mults(optim_cfg: dict, key: str, n_layer: int) -> list:
+    values = optim_cfg.get(key)
+    return [1.0] * n_layer if values is None else per_layer_list(key, values, n_layer)
+
+
+def wd_multiplier(schedule: str, step: int, total_steps: int, elapsed_frac=0.0) -> float:
+    """Weight-decay factor: constant = 1; linear_to_zero = 1 - progress over the whole run.
+
+    Progress is measured as in lr_multiplier (the larger of step fraction and elapsed_frac).
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear_to_zero":
+        return max(1.0 - max(step / total_steps, elapsed_frac), 0.0)
+    raise ValueError(f"optim.wd_schedule: unknown schedule {schedule!r}")
+
+
+class Muon(torch.optim.Optimizer):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float,
+        nesterov: bool = True,
+        ns_steps=5,
+        orthogonalize: str = "newton_schulz5",
+        weight_decay: float = 0.0,
+        cautious_wd: bool = False,
+        normuon: bool = False,
+        normuon_beta2: float = 0.95,
+    ):
+        if orthogonalize not in ORTHOGONALIZERS:
+            raise ValueError(f"optim.orthogonalize: unknown method {orthogonalize!r}")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            orthogonalize=orthogonalize,
+            weight_decay=weight_decay,
+            cautious_wd=cautious_wd,
+            normuon=normuon,
+            normuon_beta2=normuon_beta2,
+        )
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        # Groups saved before a hyperparameter existed (old checkpoints) get its default.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
-            mu = group["momentum"]
+            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+            orthogonalize = ORTHOGONALIZERS[group["orthogonalize"]]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                state = self.state[p]
+                buf = state.setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buf.mul_(mu).add_(p.grad)
                 g = p.grad.add(buf, alpha=mu) if group["nesterov"] else buf
-                update = newton_schulz5(g, group["ns_steps"])
+                update = orthogonalize(g, group["ns_steps"])
+                if group["normuon"]:
+                    update = normuon_normalize(update, state, group["normuon_beta2"])
                 # Orthogonal updates of tall matrices have a smaller RMS; rescale so every matrix
                 # moves by a comparable amount per step.
                 update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
-                p.add_(update, alpha=-group["lr"])
+                if wd:
+                    # Decoupled decay, p <- p (1 - lr wd), with the scheduled lr of the update.
+                    # Cautious (Chen et al. 2025, arXiv 2510.12402): decay only the entries where
+                    # the step -lr * update already moves p towards zero, sign(update) ==
+                    # sign(p), so decay never fights the optimizer's own direction.
+                    if group["cautious_wd"]:
+                        p.mul_(torch.where(update * p > 0, 1 - lr * wd, 1.0))
+                    else:
+                        p.mul_(1 - lr * wd)
+                p.add_(update, alpha=-lr)
+
+
+def normuon_normalize(o: Tensor, state: dict, beta2: float, eps: float = 1e-8) -> Tensor:
+    """NorMuon (Li et al. 2025, arXiv 2510.05491, Algorithm 1) on an orthogonalized update O.
+
+    v <- beta2 v + (1 - beta2) mean_cols(O * O) is an EMA (no bias correction, as in the paper) of
+    each row's mean square, one number per output neuron of the (out, in) weight; O / (sqrt(v) +
+    eps) gives every neuron a comparable step. The paper then rescales to RMS 0.2 (Adam's); we
+    rescale to ||O||_F instead, so the update's RMS and hence Muon's lr keep their meaning.
+    """
+    o32 = o.float()
+    row_ms = o32.square().mean(dim=1, keepdim=True)
+    v = state.setdefault("neuron_second_moment", torch.zeros_like(row_ms))
+    v.mul_(beta2).add_(row_ms, alpha=1 - beta2)
+    normed = o32 / (v.sqrt() + eps)
+    # clamp: an all-zero update (zero gradient) stays zero instead of 0/0.
+    normed *= o32.norm() / normed.norm().clamp_min(1e-30)
+    return normed.to(o.dtype)
 
 
 # Parameters that steer the network rather than transform features: they get Adam at scalar_lr.
@@ -77,7 +225,18 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
         optim_cfg["momentum"],
         optim_cfg["momentum_first"],
         optim_cfg["momentum_last"],
+        optim_cfg.get("momentum_list"),
     )
+    lr_mults = _layer_mults(optim_cfg, "lr_mult_list", n_layer)
+    wd_mults = _layer_mults(optim_cfg, "wd_mult_list", n_layer)
+    wd_multiplier(optim_cfg.get("wd_schedule", "constant"), 0, 1)  # fail now on a bad name
+    weight_decay = optim_cfg.get("weight_decay", 0.0)
+    d_ref = optim_cfg.get("wd_scale_ref_dim")
+    if d_ref is not None:
+        # d = the model width (d_model, the residual stream): the input dim of every Muon matrix
+        # except the MLP's output projection (mlp_mult * d_model), which shares the model's
+        # factor so that a model of width d_ref decays exactly at weight_decay.
+        weight_decay *= (d_ref / model.tok_emb.weight.size(1)) ** 2
     muon_groups = []
     for i, (block, mu) in enumerate(zip(model.blocks, momenta, strict=True)):
         mats = [
@@ -85,25 +244,38 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
             for name, p in block.named_parameters()
             if p.ndim == 2 and not any(c in name for c in CONTROL_NAMES)
         ]
-        muon_groups.append(dict(params=mats, momentum=mu, target_momentum=mu, layer=i))
+        wd = weight_decay * wd_mults[i]
+        muon_groups.append(
+            dict(
+                params=mats,
+                momentum=mu,
+                target_momentum=mu,
+                layer=i,
+                lr=optim_cfg["matrix_lr"] * lr_mults[i],  # x 1.0 is exact: no list, no change
+                weight_decay=wd,
+                base_wd=wd,
+            )
+        )
     muon_ids = {id(p) for g in muon_groups for p in g["params"]}
-    scalars = [
-        p
-        for name, p in model.named_parameters()
-        if id(p) not in muon_ids and name != "tok_emb.weight"
-    ]
+    # Token embeddings and an untied output head (nGPT's lm_head) learn at embed_lr.
+    embed_names = ("tok_emb.weight", "lm_head.weight")
+    named = dict(model.named_parameters())
+    embeds = [named[n] for n in embed_names if n in named]
+    scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
     betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
     eps = optim_cfg["adam_eps"]
     optimizers = [
-        torch.optim.Adam(
-            [dict(params=[model.tok_emb.weight], lr=optim_cfg["embed_lr"])], betas=betas, eps=eps
-        ),
+        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
         torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
         Muon(
             muon_groups,
             lr=optim_cfg["matrix_lr"],
             momentum=optim_cfg["momentum"],
             ns_steps=optim_cfg["ns_steps"],
+            orthogonalize=optim_cfg.get("orthogonalize", "newton_schulz5"),
+            cautious_wd=optim_cfg.get("cautious_wd", False),
+            normuon=optim_cfg.get("normuon", False),
+            normuon_beta2=optim_cfg.get("normuon_beta2", 0.95),
         ),
     ]
     for opt in optimizers:
@@ -129,9 +301,12 @@ def lr_multiplier(
 
 
 def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_frac=0.0):
-    """Set every group's lr and Muon momentum for `step`; returns the lr multiplier."""
+    """Set every group's lr, Muon momentum and weight decay for `step`; returns the lr mult."""
     mult = lr_multiplier(
         step, total_steps, optim_cfg["warmup_steps"], optim_cfg["warmdown_frac"], elapsed_frac
+    )
+    wd_mult = wd_multiplier(
+        optim_cfg.get("wd_schedule", "constant"), step, total_steps, elapsed_frac
     )
     warm = optim_cfg["momentum_warmup_steps"]
     frac = min(step / warm, 1.0) if warm > 0 else 1.0
@@ -141,4 +316,6 @@ def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, el
             group["lr"] = group["base_lr"] * mult
             if "target_momentum" in group:
                 group["momentum"] = (1 - frac) * start + frac * group["target_momentum"]
+            if "base_wd" in group:
+                group["weight_decay"] = group["base_wd"] * wd_mult
     return mult
