@@ -41,16 +41,30 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def head_dims(dim: int, n_head: int, n_kv_head: int) -> tuple[int, int]:
+    """(head_dim, kv_dim) of grouped-query attention, after checking the shapes fit."""
+    if dim % n_head or n_head % n_kv_head:
+        raise ValueError(
+            f"model: d_model={dim} must divide by n_head={n_head}, "
+            f"and n_head by n_kv_head={n_kv_head}"
+        )
+    return dim // n_head, n_kv_head * (dim // n_head)
+
+
+def project_qkv(attn: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v of shape (batch, heads, time, head_dim) from an attention's c_q, c_k, c_v."""
+    b, t, _ = x.shape
+    q = attn.c_q(x).view(b, t, attn.n_head, attn.head_dim).transpose(1, 2)
+    k = attn.c_k(x).view(b, t, attn.n_kv_head, attn.head_dim).transpose(1, 2)
+    v = attn.c_v(x).view(b, t, attn.n_kv_head, attn.head_dim).transpose(1, 2)
+    return q, k, v
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, n_head: int, n_kv_head: int, rope_base: float, qk_gain: float):
         super().__init__()
-        if dim % n_head or n_head % n_kv_head:
-            raise ValueError(
-                f"model: d_model={dim} must divide by n_head={n_head}, "
-                f"and n_head by n_kv_head={n_kv_head}"
-            )
-        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, dim // n_head
-        kv_dim = n_kv_head * self.head_dim
+        self.head_dim, kv_dim = head_dims(dim, n_head, n_kv_head)
+        self.n_head, self.n_kv_head = n_head, n_kv_head
         self.c_q = nn.Linear(dim, dim, bias=False)
         self.c_k = nn.Linear(dim, kv_dim, bias=False)
         self.c_v = nn.Linear(dim, kv_dim, bias=False)
@@ -61,9 +75,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
-        q = self.c_q(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.c_k(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k, v = project_qkv(self, x)
         # QK-norm keeps attention logits bounded whatever the weight scale; the learned gain
         # restores the temperature the normalization takes away.
         q, k = rms_norm(q), rms_norm(k)

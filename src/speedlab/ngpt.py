@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedlab.model import Rotary, apply_rotary
+from speedlab.model import Rotary, apply_rotary, head_dims, project_qkv
 
 
 def norm(x: Tensor) -> Tensor:
@@ -59,13 +59,8 @@ def linear(d_in: int, d_out: int, norm_dim: int) -> nn.Linear:
 class Attention(nn.Module):
     def __init__(self, dim, n_head, n_kv_head, rope_base, sqk_init, sqk_scale):
         super().__init__()
-        if dim % n_head or n_head % n_kv_head:
-            raise ValueError(
-                f"ngpt: d_model={dim} must divide by n_head={n_head}, "
-                f"and n_head by n_kv_head={n_kv_head}"
-            )
-        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, dim // n_head
-        kv_dim = n_kv_head * self.head_dim
+        self.head_dim, kv_dim = head_dims(dim, n_head, n_kv_head)
+        self.n_head, self.n_kv_head = n_head, n_kv_head
         self.c_q, self.c_k = linear(dim, dim, 1), linear(dim, kv_dim, 1)
         self.c_v, self.proj = linear(dim, kv_dim, 1), linear(dim, dim, 0)
         # One s_qk per KV head and head channel, shared by the key and every query of its group
@@ -75,9 +70,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
-        q = self.c_q(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.c_k(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k, v = project_qkv(self, x)
         cos, sin = self.rotary(t, x.device)
         s_k = self.s_qk().to(x.dtype).view(1, self.n_kv_head, 1, self.head_dim)
         s_q = s_k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)  # SDPA's GQA grouping
