@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from speedlab.model import GPT
@@ -29,3 +30,34 @@ def test_loss_at_init_is_near_uniform():
     x, y = torch.randint(0, 256, (2, 4, 32))
     loss = model(x, y)
     assert abs(loss.item() - torch.log(torch.tensor(256.0)).item()) < 0.05
+
+
+def test_modded124m_preset_shape():
+    import yaml
+
+    from conftest import REPO
+    from speedlab.config import run_config, validate
+    from speedlab.model import build_model
+    from speedlab.train import padded_vocab
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["scale"] = "modded124m"
+    cfg = run_config(validate(config), "quickstart", "uniform")
+    vocab = padded_vocab(50257, cfg["model"]["vocab_size"])
+    model = build_model(cfg["model"], vocab)
+    assert vocab == 50304 and model.tok_emb.weight.shape == (50304, 768) and len(model.blocks) == 12
+    # embedding 50304*768 + 12 blocks of (4*768^2 attention + 8*768^2 MLP + 4*768+6 gains)
+    # + 6 skip weights of 768: the GPT-2-small-sized baseline of modded-nanogpt.
+    blocks = 12 * (12 * 768**2 + 4 * 768 + 6)
+    assert sum(p.numel() for p in model.parameters()) == 50304 * 768 + blocks + 6 * 768
+
+
+def test_flops_and_mfu():
+    import torch
+
+    from speedlab.train import flops_per_token, mfu, padded_vocab
+
+    assert flops_per_token(1000, {"n_layer": 2, "d_model": 8}, 16) == 6000 + 12 * 2 * 8 * 16
+    assert mfu(1e12, torch.device("cpu"), 100.0) is None
+    with pytest.raises(ValueError, match="model.vocab_size=10 is smaller"):
+        padded_vocab(1024, 10)

@@ -58,6 +58,37 @@ class Batches:
         return rows[:, :-1], rows[:, 1:]
 
 
+# Dense bf16 peak of the GPUs people train these models on, per device (vendor data sheets).
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
+
+
+def padded_vocab(tokenizer_vocab: int, model_vocab: int | None) -> int:
+    """model.vocab_size may pad the embedding (e.g. GPT-2's 50257 to 50304), never shrink it."""
+    if model_vocab is None:
+        return tokenizer_vocab
+    if model_vocab < tokenizer_vocab:
+        raise ValueError(
+            f"model.vocab_size={model_vocab} is smaller than the tokenizer's {tokenizer_vocab}"
+        )
+    return model_vocab
+
+
+def flops_per_token(n_params: int, model_cfg: dict, seq_len: int) -> int:
+    """Training FLOPs per token: 6 per parameter (forward + backward matmuls, the tied head
+    included) plus causal attention's 12 * layers * d_model * seq_len (PaLM's estimate)."""
+    return 6 * n_params + 12 * model_cfg["n_layer"] * model_cfg["d_model"] * seq_len
+
+
+def mfu(flops_per_s: float, device, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilisation on a GPU; None on a CPU or an unknown GPU without peak_tflops."""
+    if device.type != "cuda":
+        return None
+    if peak_tflops is None:
+        name = torch.cuda.get_device_name(device)
+        peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    return flops_per_s / (peak_tflops * 1e12) if peak_tflops else None
+
+
 def micro_batches(batch_seqs: int, micro_batch_seqs: int | None, world: int):
     """(sequences per rank, accumulation steps, micro-batch size) for a fixed global batch."""
     if batch_seqs % world:
@@ -121,7 +152,7 @@ def train(
     train_tokens = load_split(train_manifest)
     val_tokens = val_slice(load_split(val_manifest), tcfg["val_tokens"])
     table = np.load(token_bytes)
-    vocab_size = table.shape[1]
+    vocab_size = padded_vocab(table.shape[1], mcfg.get("vocab_size"))
     model = build_model(mcfg, vocab_size).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizers = build_optimizers(model, ocfg)
@@ -292,6 +323,14 @@ def train(
         "val_loss": last_val["val_loss"],
         "val_bpb": last_val["val_bpb"],
         "diverged": diverged,
+        "model_flops_per_token": flops_per_token(n_params, mcfg, tcfg["seq_len"]),
+        "mfu": mfu(
+            flops_per_token(n_params, mcfg, tcfg["seq_len"]) * step * tokens_per_step / train_time,
+            device,
+            tcfg.get("peak_tflops"),
+        )
+        if train_time > 0
+        else None,
         "peak_memory_mb": (
             torch.cuda.max_memory_allocated(device) / 2**20
             if device.type == "cuda"
