@@ -89,6 +89,7 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
 
     hf = {"repo": "HuggingFaceFW/fineweb", "name": "sample-10BT", "revision": "main"}
     hf.update(data.get("hf") or {})
+    cache_dir = hf.pop("cache_dir", None)  # where bytes are kept, not what the documents are
     if hub.hub_reachable():
         texts = hub.iter_hub_texts(
             hf["repo"],
@@ -96,10 +97,10 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
             data["max_docs"],
             text_column=column,
             revision=hf["revision"],
-            cache_dir=os.path.expanduser(hf["cache_dir"]) if hf.get("cache_dir") else None,
+            cache_dir=os.path.expanduser(cache_dir) if cache_dir else None,
         )
-        return texts, {"source": "hf", **{k: v for k, v in hf.items() if k != "cache_dir"}}
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        return texts, {"source": "hf", **hf}
+    endpoint = hub.hub_endpoint()
     if not data.get("offline_fallback"):
         raise hub.HubUnreachable(
             f"data.source is 'hf' but the hub at {endpoint} cannot be reached and "
