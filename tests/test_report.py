@@ -67,6 +67,22 @@ def test_report_words_the_verdict_and_links_figures(study):
     )
     assert sentence in text
     assert "**better** (lower) than uniform at α=0.05 with n=3 per arm." in text
+    # effect size, multiplicity and power: numbers from stats.csv, formatted
+    st = pd.read_csv(study / "stats.csv").set_index("condition").loc["layerwise"]
+    g, lo, hi = (f"{st[k]:.2f}".replace("-", "−") for k in ("hedges_g", "g_low", "g_high"))
+    n80 = int(st["n_for_80pct_power"])
+    assert (
+        f"n=3 per arm. Hedges g={g} [{lo}, {hi}]; about {n80} seeds per arm would give 80% "
+        "power at this effect."
+    ) in text
+    header = "| Welch p   | Holm p   | MWU p   | Hedges g [CI]"
+    assert header in text and "| n for 80% power   | verdict" in text
+    mwu = sps.mannwhitneyu([1.40, 1.41, 1.42], [1.50, 1.52, 1.49]).pvalue
+    assert (
+        f"| {welch.pvalue:.3g}   | {welch.pvalue:.3g}  | {mwu:.3g}     | {g} [{lo}, {hi}] | {n80}"
+        in text
+    )
+    assert "Holm-corrected Welch p" not in text  # one comparison: Holm p is the Welch p
     assert "![Final](figures/final.png)" in text
     assert (study / "figures/final.png").exists()
     assert "`layerwise` seed 3: diverged after 17 steps" in text
@@ -112,3 +128,32 @@ def test_metric_mismatch_is_refused(study):
         write_report(
             "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "val_bpb", "uniform", 3
         )
+
+
+def test_old_stats_csv_without_effect_columns_still_reports(study):
+    old = pd.read_csv(study / "stats.csv")
+    new = ["boot_low", "boot_high", "mwu_p", "hedges_g", "g_low", "g_high", "welch_p_holm"]
+    old.drop(columns=[*new, "n_for_80pct_power", "record_verdict"]).to_csv(
+        study / "old.csv", index=False
+    )
+    text = write_report(
+        "s", "", runs_frame(), study / "old.csv", {}, study / "r.md", "q_val_bpb", "uniform", 4
+    )
+    assert "**better** (lower) than uniform at α=0.05 with n=3 per arm.\n" in text
+    assert (
+        "Hedges g=" not in text and "| 0.00172   | –        | –       | –               | –" in text
+    )
+
+
+def test_several_comparisons_quote_the_holm_p(study, tmp_path):
+    runs = runs_frame()
+    extra = runs[(runs["condition"] == "layerwise") & (runs["study"] == "s")]
+    runs = pd.concat([runs, extra.assign(condition="wide", q_val_bpb=extra["q_val_bpb"] + 0.08)])
+    conditions = ["uniform", "layerwise", "wide"]
+    table = write_stats(runs, "q_val_bpb", "uniform", conditions, 4, tmp_path / "s.csv")
+    text = write_report(
+        "s", "", runs, tmp_path / "s.csv", {}, tmp_path / "r.md", "q_val_bpb", "uniform", 4
+    )
+    holm = table.set_index("condition").loc["layerwise", "welch_p_holm"]
+    assert f"Holm-corrected Welch p={holm:.3g}: **better**" in text
+    assert "about 25 seeds per arm would give 80% power" in text  # wide: g = −0.82

@@ -3,7 +3,19 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from speedlab.stats import compare, stats_table, summarize, verdict, write_stats
+from speedlab.stats import (
+    BOOT_SEED,
+    bootstrap_interval,
+    compare,
+    hedges_g,
+    holm,
+    n_for_power,
+    record_verdict,
+    stats_table,
+    summarize,
+    verdict,
+    write_stats,
+)
 
 
 def runs_frame(groups: dict[str, list[float]], diverged=()):
@@ -135,3 +147,151 @@ def test_cli_writes_the_csv(tmp_path):
     assert list(table["condition"]) == ["uniform", "layerwise"]
     assert table.loc[0, ["diff", "welch_p", "verdict", "baseline"]].isna().all()
     assert table.loc[1, "verdict"] == "better" and table.loc[1, "n_planned"] == 5
+
+
+# --- bootstrap, Mann-Whitney, Hedges g, Holm, power, record rule -------------------------------
+
+
+def _scipy_boot(x, method):
+    res = sps.bootstrap(
+        (np.asarray(x, dtype=float),),
+        np.mean,
+        n_resamples=9999,
+        confidence_level=0.95,
+        method=method,
+        rng=np.random.default_rng(BOOT_SEED),
+    )
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def test_bootstrap_interval_matches_scipy_with_the_same_seed():
+    s = summarize(runs_frame({"a": BASE, "b": [1.5]}), "q_val_bpb", ["a", "b"], 4)
+    s = s.set_index("condition")
+    lo, hi = _scipy_boot(BASE, "BCa")
+    assert np.isfinite([lo, hi]).all()
+    assert (s.loc["a", "boot_low"], s.loc["a", "boot_high"]) == pytest.approx((lo, hi))
+    assert lo < np.mean(BASE) < hi
+    assert s.loc["b", ["boot_low", "boot_high"]].isna().all()  # n < 2
+    # reproducible: the same call gives the same numbers
+    again = summarize(runs_frame({"a": BASE}), "q_val_bpb", ["a"], 4).iloc[0]
+    assert again["boot_low"] == s.loc["a", "boot_low"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_bootstrap_falls_back_to_percentile_when_bca_is_nan():
+    x = [1.25, 1.25, 1.25]  # degenerate: BCa's acceleration is 0/0
+    with pytest.warns(sps.DegenerateDataWarning):
+        bca = _scipy_boot(x, "BCa")
+    assert np.isnan(bca).any()
+    assert bootstrap_interval(np.array(x)) == pytest.approx(_scipy_boot(x, "percentile"))
+    assert bootstrap_interval(np.array(x)) == (1.25, 1.25)
+
+
+def test_mann_whitney_against_scipy():
+    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["mwu_p"] == pytest.approx(sps.mannwhitneyu(BETTER, BASE).pvalue)
+    # complete separation, 5 vs 4, exact: p = 2 / C(9, 4) = 2 / 126
+    assert c["mwu_p"] == pytest.approx(2 / 126)
+
+
+def test_hedges_g_hand_checked():
+    # a: mean 2, var 1 (n 3); b: mean 6, var 10 (n 5). Pooled var 7, df 6, d = 4 / sqrt(7).
+    # J(6) = Gamma(3) / (sqrt(3) Gamma(2.5)) = 2 / (sqrt(3) * 3 sqrt(pi) / 4) = 8 / (3 sqrt(3 pi)).
+    # V_d = 8/15 + d^2 / 16, SE_g = J sqrt(V_d), CI = g +- 1.959964 SE_g.
+    c = compare(
+        runs_frame({"a": [1, 2, 3], "b": [2, 4, 6, 8, 10]}), "q_val_bpb", "a", ["a", "b"]
+    ).iloc[0]
+    d = 4 / np.sqrt(7)
+    j = 8 / (3 * np.sqrt(3 * np.pi))
+    assert j == pytest.approx(0.868627, abs=1e-6)
+    g = j * d
+    assert g == pytest.approx(1.313240, abs=1e-6)
+    se = j * np.sqrt(8 / 15 + d**2 / 16)
+    assert c["hedges_g"] == pytest.approx(g)
+    assert (c["g_low"], c["g_high"]) == pytest.approx((g - 1.959964 * se, g + 1.959964 * se))
+    # zero pooled sd or an arm below 2: undefined
+    assert np.isnan(hedges_g(np.array([1.0, 1.0]), np.array([2.0, 2.0]))).all()
+    assert np.isnan(hedges_g(np.array([1.0]), np.array([2.0, 3.0]))).all()
+    # lower condition -> negative g
+    better = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert better["hedges_g"] < better["g_high"] < 0
+
+
+def test_holm_hand_worked():
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    out = holm([0.5, float("nan"), 0.001])  # NaN ignored, m = 2
+    assert out[0] == pytest.approx(0.5) and np.isnan(out[1]) and out[2] == pytest.approx(0.002)
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_verdict_uses_holm_when_several_comparisons():
+    runs = runs_frame({"a": [1, 2, 3], "b": [2, 4, 6, 8, 10], "c": [1.1, 2.1, 2.9]})
+    c = compare(runs, "q_val_bpb", "a", ["a", "b", "c"]).set_index("condition")
+    # b alone: Welch p = 0.046 < 0.05 (worse); with c in the family Holm doubles it.
+    assert c.loc["b", "welch_p"] < 0.05 < c.loc["b", "welch_p_holm"]
+    assert c.loc["b", "welch_p_holm"] == pytest.approx(holm(c["welch_p"])[0])
+    assert c.loc["b", "verdict"] == "no detectable difference"
+    one = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert one["welch_p_holm"] == one["welch_p"] and one["verdict"] == "worse"
+
+
+def _power(effect, n, alpha=0.05):
+    df = 2 * n - 2
+    ncp = effect * np.sqrt(n / 2)
+    crit = sps.t.ppf(1 - alpha / 2, df)
+    return sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
+
+
+@pytest.mark.parametrize("effect", [1.31324, -0.5, 2.5, 0.2])
+def test_n_for_80pct_power_is_the_smallest_reaching_it(effect):
+    n = n_for_power(effect)
+    assert _power(abs(effect), n) >= 0.8
+    assert n == 2 or _power(abs(effect), n - 1) < 0.8
+
+
+def test_n_for_power_edge_cases_and_column():
+    assert np.isnan(n_for_power(0.0)) and np.isnan(n_for_power(float("nan")))
+    assert n_for_power(0.001) == 10_000  # capped
+    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["n_for_80pct_power"] == n_for_power(c["hedges_g"])
+    assert c["n_for_80pct_power"] == 2  # g is about -6.5: two seeds already suffice
+
+
+def test_record_rule_both_ways():
+    # BETTER is 0.093 below BASE with one-sided p ~ 1e-5: a record.
+    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert sps.ttest_ind(BETTER, BASE, equal_var=False, alternative="less").pvalue < 0.01
+    assert c["record_verdict"] == "record"
+    # significant but only 0.004 lower: not a record
+    tiny = [v - 0.004 for v in [1.5000, 1.5001, 1.4999, 1.5000]]
+    runs = runs_frame({"a": [1.5000, 1.5001, 1.4999, 1.5000], "b": tiny})
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["welch_p"] < 1e-6 and c["record_verdict"] == "not a record"
+    # large difference but too noisy for p < 0.01: not a record
+    runs = runs_frame({"a": [1.5, 1.6, 1.4], "b": [1.45, 1.3, 1.6]})
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
+    assert c["diff"] < -0.005 and c["record_verdict"] == "not a record"
+    # worse: never a record; the unit function both ways at the 0.005 boundary
+    assert record_verdict(+0.1, 0.001) == "not a record"
+    assert record_verdict(1.495 - 1.5, 0.001) == "record"
+    assert record_verdict(-0.0049, 0.001) == "not a record"
+    assert record_verdict(-0.1, 0.01) == "not a record"
+    assert record_verdict(-0.1, float("nan")) == "not a record"
+
+
+def test_new_columns_sit_between_verdict_and_alpha(tmp_path):
+    from speedlab.stats import STATS_COLUMNS
+
+    new = ["boot_low", "boot_high", "mwu_p", "hedges_g", "g_low", "g_high", "welch_p_holm"]
+    new += ["n_for_80pct_power", "record_verdict"]
+    assert STATS_COLUMNS[STATS_COLUMNS.index("verdict") + 1 :] == [*new, "alpha"]
+    assert STATS_COLUMNS[: STATS_COLUMNS.index("ci_high") + 2] == [
+        "metric", "condition", "n_planned", "n", "mean", "sd", "sem", "ci_low", "ci_high",
+        "baseline",
+    ]  # fmt: skip
+    runs = runs_frame({"a": BASE, "b": BETTER})
+    write_stats(runs, "q_val_bpb", "a", ["a", "b"], 5, tmp_path / "s.csv")
+    back = pd.read_csv(tmp_path / "s.csv")
+    assert back.loc[0, ["mwu_p", "hedges_g", "record_verdict"]].isna().all()
+    assert back.loc[1, "record_verdict"] == "record" and back.loc[0, "boot_low"] > 0

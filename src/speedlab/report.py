@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from speedlab.stats import BETTER, INSUFFICIENT, NO_DIFFERENCE, WORSE, summarize
+from speedlab.stats import BETTER, INSUFFICIENT, NO_DIFFERENCE, POWER_MAX_N, WORSE, summarize
 
 LABELS = {
     "q_val_bpb": "post-quant val_bpb",
@@ -52,6 +52,27 @@ def fmt(x: object, digits: int = 4, signed: bool = False) -> str:
 
 def fmt_p(p: object) -> str:
     return "–" if _missing(p) else f"{float(p):.3g}".replace("-", MINUS)
+
+
+def _get(row: object, name: str) -> object:
+    """A stats.csv cell that older CSVs (before the effect-size columns) may lack: NaN then."""
+    if isinstance(row, pd.Series):
+        return row.get(name, math.nan)
+    return getattr(row, name, math.nan)
+
+
+def fmt_g(row: object) -> str:
+    """Hedges g with its CI, e.g. '−1.20 [−2.90, 0.50]'."""
+    g, lo, hi = (_get(row, k) for k in ("hedges_g", "g_low", "g_high"))
+    if _missing(g):
+        return "–"
+    return f"{fmt(g, 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}]"
+
+
+def fmt_n(n: object) -> str:
+    if _missing(n):
+        return "–"
+    return f"≥{int(n):,}" if int(n) >= POWER_MAX_N else f"{int(n):,}"
 
 
 def _duration(seconds: float) -> str:
@@ -93,6 +114,10 @@ def _comparison_markdown(stats: pd.DataFrame, baseline: str, metric: str) -> str
             "Welch t": fmt(r.welch_t, 2),
             "Welch df": fmt(r.welch_df, 1),
             "Welch p": fmt_p(r.welch_p),
+            "Holm p": fmt_p(_get(r, "welch_p_holm")),
+            "MWU p": fmt_p(_get(r, "mwu_p")),
+            "Hedges g [CI]": fmt_g(r),
+            "n for 80% power": fmt_n(_get(r, "n_for_80pct_power")),
             "verdict": r.verdict,
         }
         for r in stats.itertuples()
@@ -101,8 +126,28 @@ def _comparison_markdown(stats: pd.DataFrame, baseline: str, metric: str) -> str
     return _markdown(pd.DataFrame(rows))
 
 
-def verdict_sentence(row: pd.Series, base: pd.Series, metric: str, alpha: float) -> str:
-    """E.g. 'layerwise: 1.8123 vs 1.8200 val_bpb (−0.42%), Welch t=−2.10, df=3.9, p=0.1: ...'."""
+def _effect_sentence(row: pd.Series) -> str:
+    """E.g. ' Hedges g=−1.20 [−2.90, 0.50]; about 12 seeds per arm would give 80% power ...'."""
+    if _missing(_get(row, "hedges_g")):
+        return ""
+    text = f" Hedges g={fmt_g(row)}"
+    n = _get(row, "n_for_80pct_power")
+    if _missing(n):
+        return text + "."
+    if int(n) >= POWER_MAX_N:
+        return (
+            text + f"; even {POWER_MAX_N:,} seeds per arm would not give 80% power at this effect."
+        )
+    return text + f"; about {int(n):,} seeds per arm would give 80% power at this effect."
+
+
+def verdict_sentence(
+    row: pd.Series, base: pd.Series, metric: str, alpha: float, holm: bool = False
+) -> str:
+    """E.g. 'layerwise: 1.8123 vs 1.8200 val_bpb (−0.42%), Welch t=−2.10, df=3.9, p=0.1: ...'.
+
+    With `holm` (several comparisons) the Holm-corrected Welch p the verdict rests on is quoted.
+    """
     d = _digits(metric)
     n, n_base = int(row["n"]), int(base["n"])
     arms = f"n={n} per arm" if n == n_base else f"n={n} vs {n_base}"
@@ -117,13 +162,15 @@ def verdict_sentence(row: pd.Series, base: pd.Series, metric: str, alpha: float)
         f"p={fmt_p(row['welch_p'])} (Student t={fmt(row['student_t'], 2)}, "
         f"df={fmt(row['student_df'], 0)}, p={fmt_p(row['student_p'])})"
     )
+    if holm and not _missing(_get(row, "welch_p_holm")):
+        test += f", Holm-corrected Welch p={fmt_p(row['welch_p_holm'])}"
     a = f"α={alpha:g}"
     words = {
         BETTER: f"**better** (lower) than {base.name} at {a} with {arms}",
         WORSE: f"**worse** (higher) than {base.name} at {a} with {arms}",
         NO_DIFFERENCE: f"no detectable difference at {a} with {arms}",
     }[row["verdict"]]
-    return f"{head}, {test}: {words}."
+    return f"{head}, {test}: {words}.{_effect_sentence(row)}"
 
 
 def _span(values: pd.Series, thousands: bool = False) -> str:
@@ -240,13 +287,18 @@ def write_report(
         f"## Comparisons with `{baseline}` ({label(metric)})",
         "",
         "Two-sample t-tests of each condition against the baseline; the verdict follows Welch "
-        "(no equal-variance assumption).",
+        "(no equal-variance assumption), with its p Holm-corrected over all comparisons when "
+        "there is more than one. Also shown: the Mann-Whitney U p (two-sided), Hedges g "
+        f"(condition − baseline over the pooled sd) with its {100 * (1 - alpha):g}% normal-"
+        "approximation CI, and the seeds per arm a two-sided t-test would need for 80% power "
+        "at the observed g.",
         "",
         _comparison_markdown(stats, baseline, metric),
         "",
     ]
+    several = (stats["condition"] != baseline).sum() > 1
     lines += [
-        "- " + verdict_sentence(r, base, metric, alpha)
+        "- " + verdict_sentence(r, base, metric, alpha, holm=several)
         for _, r in stats.iterrows()
         if r["condition"] != baseline
     ]

@@ -7,10 +7,12 @@ results are laid out. Metrics are treated as lower-is-better (loss, bpb, bytes).
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import special as spsp
 from scipy import stats as sps
 
 SUMMARY_COLUMNS = [
@@ -22,6 +24,8 @@ SUMMARY_COLUMNS = [
     "sem",
     "ci_low",
     "ci_high",
+    "boot_low",
+    "boot_high",
 ]
 COMPARE_COLUMNS = [
     "condition",
@@ -35,14 +39,43 @@ COMPARE_COLUMNS = [
     "welch_df",
     "welch_p",
     "verdict",
+    "mwu_p",
+    "hedges_g",
+    "g_low",
+    "g_high",
+    "welch_p_holm",
+    "n_for_80pct_power",
+    "record_verdict",
 ]
+# Columns that existed before the bootstrap/effect-size additions; their order in the CSV is fixed.
+_SUMMARY_V1 = SUMMARY_COLUMNS[:-2]
+_COMPARE_V1 = COMPARE_COLUMNS[: COMPARE_COLUMNS.index("verdict") + 1]
 # The single CSV the pipeline keeps: what was measured, then the per-arm summary, then the test.
-STATS_COLUMNS = ["metric", *SUMMARY_COLUMNS, *COMPARE_COLUMNS[1:], "alpha"]
+# Columns added later go after `verdict` (and before `alpha`) so old readers keep working.
+STATS_COLUMNS = [
+    "metric",
+    *_SUMMARY_V1,
+    *_COMPARE_V1[1:],
+    *SUMMARY_COLUMNS[len(_SUMMARY_V1) :],
+    *COMPARE_COLUMNS[len(_COMPARE_V1) :],
+    "alpha",
+]
 
 BETTER = "better"
 WORSE = "worse"
 NO_DIFFERENCE = "no detectable difference"
 INSUFFICIENT = "insufficient data"
+RECORD = "record"
+NOT_RECORD = "not a record"
+
+# Bootstrap settings: a fixed seed makes stats.csv byte-for-byte reproducible.
+BOOT_SEED = 12345
+BOOT_RESAMPLES = 9999
+# parameter-golf's record rule: beat the baseline by >= 0.005 (metric units), one-sided p < 0.01.
+RECORD_MIN_DELTA = 0.005
+RECORD_ALPHA = 0.01
+POWER_TARGET = 0.8
+POWER_MAX_N = 10_000
 
 
 def values(runs: pd.DataFrame, metric: str, condition: str) -> np.ndarray:
@@ -75,6 +108,33 @@ def _summary_row(x: np.ndarray, alpha: float) -> dict[str, float]:
     return {"mean": mean, "sd": sd, "sem": sem, "ci_low": float(lo), "ci_high": float(hi)}
 
 
+def bootstrap_interval(x: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """(1 - alpha) bootstrap interval of the mean: BCa, else percentile; NaN when n < 2.
+
+    BCa needs a jackknife acceleration and a bias estimate; for tiny or degenerate samples scipy
+    returns NaN (with a DegenerateDataWarning), in which case the percentile interval is used.
+    """
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return np.nan, np.nan
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sps.DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = sps.bootstrap(
+                (x,),
+                np.mean,
+                n_resamples=BOOT_RESAMPLES,
+                confidence_level=1 - alpha,
+                method=method,
+                rng=np.random.default_rng(BOOT_SEED),
+            )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if np.isfinite(lo) and np.isfinite(hi):
+            return lo, hi
+    return lo, hi
+
+
 def summarize(
     runs: pd.DataFrame,
     metric: str,
@@ -82,12 +142,21 @@ def summarize(
     planned_seeds: int,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """One row per condition, in the given order: n planned/achieved, mean, sd, sem, t-interval."""
+    """One row per condition, in the given order: n planned/achieved, mean, sd, sem, t-interval,
+    bootstrap interval of the mean."""
     rows = []
     for cond in conditions:
         x = values(runs, metric, cond)
+        boot_low, boot_high = bootstrap_interval(x, alpha)
         rows.append(
-            {"condition": cond, "n_planned": planned_seeds, "n": len(x), **_summary_row(x, alpha)}
+            {
+                "condition": cond,
+                "n_planned": planned_seeds,
+                "n": len(x),
+                **_summary_row(x, alpha),
+                "boot_low": boot_low,
+                "boot_high": boot_high,
+            }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype({"n_planned": int, "n": int})
 
@@ -102,6 +171,88 @@ def verdict(diff: float, welch_p: float, n_cond: int, n_base: int, alpha: float 
     return BETTER if diff < 0 else WORSE
 
 
+def holm(pvalues) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values; NaN entries stay NaN and do not count in m.
+
+    Sort ascending p_(1) <= ... <= p_(m); adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
+    (statsmodels' multipletests(method="holm") gives the same; it is not a dependency here.)
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok], kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[ok][order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    out[ok] = adjusted
+    return out
+
+
+def hedges_g(x: np.ndarray, base: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Bias-corrected standardized mean difference (x - base) / pooled sd, and its CI.
+
+    d = (mean_x - mean_b) / s_p, s_p^2 = ((n1-1) s1^2 + (n2-1) s2^2) / (n1+n2-2);
+    g = J d with the exact J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)) (Hedges 1981),
+    df = n1+n2-2 (~ 1 - 3/(4 df - 1)). Normal-approximation CI, Borenstein et al. (2009),
+    Introduction to Meta-Analysis, eqs. 4.20 and 4.24:
+    V_d = (n1+n2)/(n1 n2) + d^2 / (2 (n1+n2)), SE_g = J sqrt(V_d), g +- z_{1-alpha/2} SE_g.
+    Negative g means the condition is lower (better) than the baseline. NaN if either n < 2 or
+    the pooled sd is 0.
+    """
+    n1, n2 = len(x), len(base)
+    if n1 < 2 or n2 < 2:
+        return np.nan, np.nan, np.nan
+    df = n1 + n2 - 2
+    pooled_var = ((n1 - 1) * np.var(x, ddof=1) + (n2 - 1) * np.var(base, ddof=1)) / df
+    if not pooled_var > 0:
+        return np.nan, np.nan, np.nan
+    d = (np.mean(x) - np.mean(base)) / np.sqrt(pooled_var)
+    j = np.exp(spsp.gammaln(df / 2) - spsp.gammaln((df - 1) / 2)) / np.sqrt(df / 2)
+    g = j * d
+    se = j * np.sqrt((n1 + n2) / (n1 * n2) + d**2 / (2 * (n1 + n2)))
+    lo, hi = sps.norm.interval(1 - alpha, loc=g, scale=se)
+    return float(g), float(lo), float(hi)
+
+
+def t_test_power(effect: float, n: np.ndarray | int, alpha: float = 0.05) -> np.ndarray:
+    """Power of a two-sided two-sample t-test with n per arm at standardized effect `effect`.
+
+    Noncentral t: df = 2n - 2, ncp = effect * sqrt(n / 2); power = P(|T| > t_{1-alpha/2, df}).
+    """
+    n = np.asarray(n, dtype=float)
+    df = 2 * n - 2
+    ncp = abs(effect) * np.sqrt(n / 2)
+    crit = sps.t.ppf(1 - alpha / 2, df)
+    return sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
+
+
+def n_for_power(effect: float, alpha: float = 0.05, target: float = POWER_TARGET) -> float:
+    """Smallest n per arm (>= 2) whose two-sided t-test power at `effect` reaches `target`.
+
+    Capped at POWER_MAX_N (returned when even that many seeds fall short); NaN when the effect is
+    0 or not finite.
+    """
+    if not np.isfinite(effect) or effect == 0:
+        return np.nan
+    n = np.arange(2, POWER_MAX_N + 1)
+    reached = np.flatnonzero(t_test_power(effect, n, alpha) >= target)
+    return float(n[reached[0]]) if len(reached) else float(POWER_MAX_N)
+
+
+def record_verdict(diff: float, p_less: float) -> str:
+    """parameter-golf's record rule for a lower-is-better metric: the condition's mean is at
+    least RECORD_MIN_DELTA below the baseline's and the one-sided Welch p (condition < baseline)
+    is below RECORD_ALPHA."""
+    if np.isnan(diff) or np.isnan(p_less):
+        return NOT_RECORD
+    # isclose: a mean difference of exactly 0.005 should not fail on float rounding.
+    big_enough = diff <= -RECORD_MIN_DELTA or bool(np.isclose(diff, -RECORD_MIN_DELTA, atol=1e-12))
+    return RECORD if big_enough and p_less < RECORD_ALPHA else NOT_RECORD
+
+
 def compare(
     runs: pd.DataFrame,
     metric: str,
@@ -109,14 +260,20 @@ def compare(
     conditions: list[str],
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Each non-baseline condition against the baseline: difference, Student and Welch t-tests."""
+    """Each non-baseline condition against the baseline: difference, Student and Welch t-tests,
+    Mann-Whitney U, Hedges g, Holm-corrected Welch p, n for 80% power, and the record rule.
+
+    The verdict is based on `welch_p_holm`, the Welch p Holm-corrected over all of this call's
+    comparisons; with a single comparison that is the plain Welch p.
+    """
     base = values(runs, metric, baseline)
     base_mean = float(np.mean(base)) if len(base) else np.nan
-    rows = []
+    rows, ns = [], []
     for cond in conditions:
         if cond == baseline:
             continue
         x = values(runs, metric, cond)
+        ns.append(len(x))
         row: dict[str, object] = {"condition": cond, "baseline": baseline}
         mean = float(np.mean(x)) if len(x) else np.nan
         row["diff"] = mean - base_mean
@@ -131,11 +288,21 @@ def compare(
                 welch_t=float(welch.statistic),
                 welch_df=float(welch.df),
                 welch_p=float(welch.pvalue),
+                mwu_p=float(sps.mannwhitneyu(x, base, alternative="two-sided").pvalue),
             )
+            p_less = float(sps.ttest_ind(x, base, equal_var=False, alternative="less").pvalue)
         else:
-            row.update({k: np.nan for k in COMPARE_COLUMNS[4:10]})
-        row["verdict"] = verdict(row["diff"], row["welch_p"], len(x), len(base), alpha)
+            row.update({k: np.nan for k in COMPARE_COLUMNS[4:10]}, mwu_p=np.nan)
+            p_less = np.nan
+        g, g_low, g_high = hedges_g(x, base, alpha)
+        row.update(hedges_g=g, g_low=g_low, g_high=g_high)
+        row["n_for_80pct_power"] = n_for_power(g, alpha)
+        row["record_verdict"] = record_verdict(row["diff"], p_less)
         rows.append(row)
+    holm_p = holm([r["welch_p"] for r in rows])
+    for row, p, n in zip(rows, holm_p, ns, strict=True):
+        row["welch_p_holm"] = float(p)
+        row["verdict"] = verdict(row["diff"], row["welch_p_holm"], n, len(base), alpha)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
