@@ -43,13 +43,13 @@ rule plot_curves:
         curves="results/studies/{study}/curves.parquet",
     output:
         figure=report(
-            "results/studies/{study}/figures/{metric}_vs_step.png",
+            "results/studies/{study}/figures/{metric}_vs_{x}.png",
             category="{study}",
             subcategory="Training curves",
-            labels={"figure": "{metric} vs step"},
+            labels={"figure": "{metric} vs {x}"},
         ),
     log:
-        "logs/plot_curves/{study}_{metric}.log",
+        "logs/plot_curves/{study}_{metric}_vs_{x}.log",
     conda:
         "../envs/analysis.yaml"
     params:
@@ -57,6 +57,7 @@ rule plot_curves:
         conditions=study_param("conditions"),
     shell:
         "python -m speedlab.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
+        " --x {wildcards.x}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
@@ -84,12 +85,39 @@ rule plot_final:
         " --out {output.figure:q} > {log:q} 2>&1"
 
 
+rule plot_quant_gap:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+    output:
+        figure=report(
+            "results/studies/{study}/figures/quantization_cost.png",
+            category="{study}",
+            subcategory="Final metric per condition",
+            labels={"figure": "quantization cost"},
+        ),
+    log:
+        "logs/plot_quant_gap/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        baseline=study_param("baseline"),
+        conditions=study_param("conditions"),
+    shell:
+        "python -m speedlab.figures quant --runs {input.runs:q}"
+        " --conditions {params.conditions} --baseline {params.baseline}"
+        " --out {output.figure:q} > {log:q} 2>&1"
+
+
 rule write_report:
     input:
         runs="results/studies/{study}/runs.parquet",
         stats="results/studies/{study}/stats.csv",
         curves="results/studies/{study}/figures/val_bpb_vs_step.png",
+        by_time="results/studies/{study}/figures/val_bpb_vs_time_s.png",
+        train_loss="results/studies/{study}/figures/train_loss_vs_step.png",
         final=lambda w: f"results/studies/{w.study}/figures/final_{study_of(w)['metric']}.png",
+        quant="results/studies/{study}/figures/quantization_cost.png",
+        time="results/studies/{study}/figures/final_train_time_s.png",
     output:
         report=report(
             "results/studies/{study}/report.md",
@@ -111,4 +139,8 @@ rule write_report:
         " --baseline {params.baseline} --planned-seeds {params.n_seeds}"
         " --figure 'Validation bpb vs step='{input.curves:q}"
         " --figure 'Final {params.metric} per condition='{input.final:q}"
+        " --figure 'Validation bpb vs training time='{input.by_time:q}"
+        " --figure 'Train loss vs step='{input.train_loss:q}"
+        " --figure 'Quantization cost per run='{input.quant:q}"
+        " --figure 'Training time per condition='{input.time:q}"
         " --out {output.report:q} > {log:q} 2>&1"

@@ -49,7 +49,8 @@ wildcard_constraints:
     vocab=r"\d+",
     split="train|val",
     preset=r"[A-Za-z0-9_-]+",
-    metric="val_bpb|val_loss|train_loss|q_val_bpb|q_val_loss",
+    metric="val_bpb|val_loss|train_loss|q_val_bpb|q_val_loss|train_time_s|compressed_bytes",
+    x="step|tokens|time_s",
 
 
 def study_of(wildcards):

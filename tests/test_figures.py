@@ -93,3 +93,19 @@ def test_cli_subcommands(tmp_path):
         ]
     )
     assert out_c.read_bytes().startswith(PNG_MAGIC) and out_f.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_quantization_cost_figure(tmp_path):
+    from speedlab.figures import plot_quant_gap
+
+    runs = pd.DataFrame(
+        {
+            "condition": ["a", "a", "b", "b"],
+            "seed": [0, 1, 0, 1],
+            "val_bpb": [2.50, 2.52, 2.48, 2.49],
+            "q_val_bpb": [2.51, 2.53, 2.50, 2.51],
+            "diverged": [False, False, False, True],
+        }
+    )
+    out = plot_quant_gap(runs, tmp_path / "q.png", conditions=["a", "b"], baseline="a")
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 20_000

@@ -60,6 +60,10 @@ def test_quickstart_builds_report_stats_and_figures(built):
         "curves.parquet",
         "figures/val_bpb_vs_step.png",
         "figures/final_q_val_bpb.png",
+        "figures/val_bpb_vs_time_s.png",
+        "figures/train_loss_vs_step.png",
+        "figures/quantization_cost.png",
+        "figures/final_train_time_s.png",
     ):
         assert (workdir / STUDY / name).stat().st_size > 0, name
     runs = pd.read_parquet(workdir / STUDY / "runs.parquet")
@@ -71,6 +75,7 @@ def test_quickstart_builds_report_stats_and_figures(built):
     assert set(stats["condition"]) == {"uniform", "layerwise"}
     report = (workdir / STUDY / "report.md").read_text()
     assert "layerwise" in report and "figures/final_q_val_bpb.png" in report
+    assert "figures/quantization_cost.png" in report
 
 
 def test_val_bpb_falls_in_every_run(built):

@@ -221,15 +221,48 @@ def plot_final(
     ci = f"{100 * (1 - alpha):.0f}%"
     ax.set_title(title or f"Final {metric_label(metric)}")
     fig.text(
-        0.99,
+        0.01,
         0.01,
         f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval",
-        ha="right",
+        ha="left",
         va="bottom",
         fontsize=8,
         color="0.35",
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_png)
+
+
+def plot_quant_gap(
+    runs: pd.DataFrame,
+    out_png: str | Path,
+    conditions: list[str] | None = None,
+    baseline: str | None = None,
+) -> Path:
+    """Post- against pre-quantization val_bpb, one point per run: the int8+zlib cost is the
+    height above the diagonal, and whether it differs by condition is visible at a glance."""
+    ok = runs[~runs["diverged"].astype(bool)].dropna(subset=["val_bpb", "q_val_bpb"])
+    order = _order(runs["condition"].unique().tolist(), conditions, baseline)
+    gap = (ok["q_val_bpb"] - ok["val_bpb"]).groupby(ok["condition"]).mean()
+    labels = {c: f"{c} (mean +{gap.get(c, np.nan):.4f})" for c in order}
+    ok = ok.assign(label=ok["condition"].map(labels))
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    colors = sns.color_palette("colorblind", len(order))
+    palette = {labels[c]: col for c, col in zip(order, colors, strict=True)}
+    lo = min(ok["val_bpb"].min(), ok["q_val_bpb"].min())
+    hi = max(ok["val_bpb"].max(), ok["q_val_bpb"].max())
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "--", color="0.5", lw=1, label="no cost")
+    sns.scatterplot(
+        data=ok, x="val_bpb", y="q_val_bpb", hue="label", hue_order=[labels[c] for c in order],
+        palette=palette, s=60, ax=ax,
+    )  # fmt: skip
+    ax.legend(title="condition (quantization cost)", fontsize=9, title_fontsize=9)
+    ax.set_xlabel("validation bpb before quantization (bits/byte)")
+    ax.set_ylabel("validation bpb after int8+zlib roundtrip (bits/byte)")
+    ax.set_title("Quantization cost per run")
+    fig.tight_layout()
     return _save(fig, out_png)
 
 
@@ -262,8 +295,16 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--title")
     f.add_argument("--out", required=True, type=Path)
 
+    q = sub.add_parser("quant", help="post- vs pre-quantization val_bpb per run")
+    q.add_argument("--runs", required=True, type=Path, help="runs.parquet")
+    q.add_argument("--conditions", type=split_list, help="comma-separated order")
+    q.add_argument("--baseline", help="condition listed first")
+    q.add_argument("--out", required=True, type=Path)
+
     args = p.parse_args(argv)
-    if args.kind == "curves":
+    if args.kind == "quant":
+        plot_quant_gap(pd.read_parquet(args.runs), args.out, args.conditions, args.baseline)
+    elif args.kind == "curves":
         plot_curves(
             pd.read_parquet(args.curves),
             args.out,
