@@ -20,4 +20,6 @@ include: "rules/aggregate.smk"
 rule all:
     default_target: True
     input:
-        expand("results/studies/{study}/report.md", study=STUDIES),
+        expand(
+            "results/studies/{study}/report.{ext}", study=STUDIES, ext=["md", "html"]
+        ),

@@ -124,6 +124,7 @@ rule write_report:
             category="{study}",
             labels={"figure": "lab note"},
         ),
+        html="results/studies/{study}/report.html",
     log:
         "logs/write_report/{study}.log",
     conda:
@@ -143,4 +144,4 @@ rule write_report:
         " --figure 'Train loss vs step='{input.train_loss:q}"
         " --figure 'Quantization cost per run='{input.quant:q}"
         " --figure 'Training time per condition='{input.time:q}"
-        " --out {output.report:q} > {log:q} 2>&1"
+        " --out {output.report:q} --html {output.html:q} > {log:q} 2>&1"

@@ -321,6 +321,48 @@ def _figure_arg(text: str) -> tuple[str, str]:
     return title.strip(), path.strip()
 
 
+HTML_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #1b1b1b; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 13px; display: block;
+        overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f2f2f2; }
+img { max-width: 100%; border: 1px solid #eee; }
+code { background: #f5f5f5; padding: 0 0.2rem; }
+"""
+
+
+def write_html(md_path: str | Path, out_html: str | Path) -> str:
+    """report.md as one self-contained HTML file: the figures are embedded as data URIs, so it
+    can be mailed or archived without the results folder."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    md_path = Path(md_path)
+    body = markdown.markdown(md_path.read_text(), extensions=["tables"])
+
+    def embed(match: re.Match) -> str:
+        src = md_path.parent / html.unescape(match.group(1))
+        if not src.exists():
+            return match.group(0)  # the Markdown already flags a missing figure
+        data = base64.b64encode(src.read_bytes()).decode("ascii")
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    title = html.escape(md_path.read_text().splitlines()[0].lstrip("# ").strip("`"))
+    page = (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{HTML_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+    Path(out_html).write_text(page)
+    return page
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m speedlab.report", description=__doc__)
     p.add_argument("--study", required=True)
@@ -338,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         help="'Title=path', repeatable; embedded in this order",
     )
     p.add_argument("--out", required=True, type=Path, help="report.md")
+    p.add_argument("--html", type=Path, help="also write this self-contained report.html")
     args = p.parse_args(argv)
     write_report(
         args.study,
@@ -350,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         args.baseline,
         args.planned_seeds,
     )
+    if args.html:
+        write_html(args.out, args.html)
 
 
 if __name__ == "__main__":
