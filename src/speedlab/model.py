@@ -165,6 +165,14 @@ class GPT(nn.Module):
         )
 
 
+SHAPE_KEYS = ("n_layer", "d_model", "n_head", "n_kv_head", "mlp_mult", "rope_base")
+
+
+def shape_kwargs(model_cfg: dict) -> dict:
+    """The config keys every model kind is sized by."""
+    return {k: model_cfg[k] for k in SHAPE_KEYS}
+
+
 def build_model(model_cfg: dict, vocab_size: int) -> nn.Module:
     """The model `model.kind` names: gpt (parameter-golf baseline) or ngpt (normalized)."""
     kind = model_cfg.get("kind", "gpt")
@@ -176,12 +184,7 @@ def build_model(model_cfg: dict, vocab_size: int) -> nn.Module:
         raise ValueError(f"model.kind: unknown model {kind!r} (expected gpt or ngpt)")
     return GPT(
         vocab_size=vocab_size,
-        n_layer=model_cfg["n_layer"],
-        d_model=model_cfg["d_model"],
-        n_head=model_cfg["n_head"],
-        n_kv_head=model_cfg["n_kv_head"],
-        mlp_mult=model_cfg["mlp_mult"],
-        rope_base=model_cfg["rope_base"],
+        **shape_kwargs(model_cfg),
         qk_gain_init=model_cfg["qk_gain_init"],
         logit_softcap=model_cfg["logit_softcap"],
         embed_init_std=model_cfg["embed_init_std"],

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedlab.model import Rotary, apply_rotary, head_dims, project_qkv
+from speedlab.model import Rotary, apply_rotary, head_dims, project_qkv, shape_kwargs
 
 
 def norm(x: Tensor) -> Tensor:
@@ -183,13 +183,4 @@ def normalize_weights(model: nn.Module) -> None:
 
 
 def build_ngpt(model_cfg: dict, vocab_size: int) -> NGPT:
-    return NGPT(
-        vocab_size=vocab_size,
-        n_layer=model_cfg["n_layer"],
-        d_model=model_cfg["d_model"],
-        n_head=model_cfg["n_head"],
-        n_kv_head=model_cfg["n_kv_head"],
-        mlp_mult=model_cfg["mlp_mult"],
-        rope_base=model_cfg["rope_base"],
-        **(model_cfg.get("ngpt") or {}),
-    )
+    return NGPT(vocab_size=vocab_size, **shape_kwargs(model_cfg), **(model_cfg.get("ngpt") or {}))
