@@ -8,11 +8,12 @@ A checkpoint written for another config or seed is never resumed.
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import torch
+
+from speedlab.files import atomic_path
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a job killed by SIGTERM reports anyway
 
@@ -34,10 +35,8 @@ class StopFlag:
 
 def save(path: Path, state: dict) -> None:
     """Atomic: a kill during the write leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path | None, identity: dict) -> dict | None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from speedlab.files import atomic_path
+
 log = logging.getLogger("speedlab.data")
 
 
@@ -42,17 +44,22 @@ def local_files(globs: str | list[str]) -> list[str]:
     return files
 
 
+def iter_parquet_texts(path: str | Path, text_column: str = "text") -> Iterator[str]:
+    """The text column of one parquet file, one batch in memory at a time."""
+    pf = pq.ParquetFile(path)
+    if text_column not in pf.schema_arrow.names:
+        raise KeyError(
+            f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names}); "
+            "set data.text_column"
+        )
+    for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
+        yield from batch.column(0).to_pylist()
+
+
 def iter_local_texts(globs: str | list[str], text_column: str = "text") -> Iterator[str]:
     for path in local_files(globs):
         if path.endswith(".parquet"):
-            pf = pq.ParquetFile(path)
-            if text_column not in pf.schema_arrow.names:
-                raise KeyError(
-                    f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names}); "
-                    "set data.text_column"
-                )
-            for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
-                yield from batch.column(0).to_pylist()
+            yield from iter_parquet_texts(path, text_column)
         elif path.endswith((".jsonl", ".jsonl.gz")):
             opener = gzip.open if path.endswith(".gz") else open
             with opener(path, "rb") as f:
@@ -126,9 +133,8 @@ def _describe(record: dict) -> str:
 
 
 def _write_texts(path: Path, texts: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table({"text": pa.array(texts, pa.large_string())}), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table({"text": pa.array(texts, pa.large_string())}), tmp)
 
 
 def prepare_corpus(data: dict, train_out: Path, val_out: Path, source_out: Path) -> dict:

@@ -33,6 +33,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_file_system import HfFileSystemFile
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
+from speedlab.files import atomic_path
+
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
 
 
@@ -152,11 +154,8 @@ class _RemoteParquet:
 
 
 def _write_atomic(path: Path, write) -> None:
-    # A crash mid-write leaves a .tmp file, never a short file under the name a rerun trusts.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def _layout(remote: _RemoteParquet, cache: Path | None) -> dict:

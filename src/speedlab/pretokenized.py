@@ -33,6 +33,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from speedlab.files import atomic_path
 from speedlab.hub import HubUnreachable, hub_endpoint
 from speedlab.shards import read_shard, write_manifest
 from speedlab.tokenizer import token_byte_table
@@ -88,13 +89,11 @@ def _place(src: str | Path, dest: Path) -> None:
     A hard link costs no space and survives a cleaned HF cache; across file systems, a copy.
     """
     src = Path(src).resolve()  # the blob: the snapshot entry is a relative symlink
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def _check_shard(path: str | Path, name: str, preset: Preset) -> int:
@@ -113,10 +112,8 @@ def _check_shard(path: str | Path, name: str, preset: Preset) -> int:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-        np.save(f, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)  # to a file object: np.save would append ".npy" to a name
 
 
 def _download(repo: str, path: str, sha: str, endpoint: str) -> str:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speedlab.files import atomic_path
+
 MAGIC, VERSION = 20240520, 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -31,12 +33,9 @@ def write_shard(path: str | Path, tokens: np.ndarray) -> None:
         raise ValueError(f"{path}: token ids must fit in uint16")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:3] = MAGIC, VERSION, tokens.size
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(header.tobytes())
         f.write(tokens.astype("<u2").tobytes())
-    os.replace(tmp, path)
 
 
 def read_header(path: str | Path) -> np.ndarray:
@@ -155,9 +154,8 @@ class ShardWriter:
         name = f"fineweb_{self.split}_{len(self.records):06d}.bin"
         write_shard(self.out_dir / name, np.concatenate(parts))
         self.records.append(dict(name=name, tokens=n, next_doc=self._doc, skip=self._doc_skip))
-        tmp = self.progress_path.with_name(self.progress_path.name + ".tmp")
-        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "shards": self.records}))
-        os.replace(tmp, self.progress_path)
+        with atomic_path(self.progress_path) as tmp:
+            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "shards": self.records}))
 
     def close(self, **manifest_extra) -> list[int]:
         if self._n_pending:

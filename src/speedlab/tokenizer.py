@@ -16,34 +16,23 @@ import argparse
 import io
 import itertools
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import sentencepiece as spm
 
+from speedlab.data import iter_parquet_texts
+from speedlab.files import atomic_path
 from speedlab.shards import ShardWriter, file_fingerprint
 
 log = logging.getLogger("speedlab.tokenizer")
 BOS_ID = 1
 
 
-def iter_parquet_texts(path: Path, limit: int | None = None) -> Iterator[str]:
-    n = 0
-    for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=256):
-        for text in batch.column(0).to_pylist():
-            if limit is not None and n >= limit:
-                return
-            n += 1
-            yield text
-
-
 def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs, threads: int):
     def sentences():
         # Lines, not whole documents: SentencePiece treats each item as one "sentence".
-        for text in iter_parquet_texts(train_docs, max_docs):
+        for text in itertools.islice(iter_parquet_texts(train_docs), max_docs):
             for line in text.split("\n"):
                 if line.strip():
                     yield line
@@ -68,9 +57,8 @@ def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs
         max_sentence_length=1 << 16,  # long lines are real text; the default 4192 drops them
         minloglevel=1,
     )
-    tmp = model_out.with_name(model_out.name + ".tmp")
-    tmp.write_bytes(proto.getvalue())
-    os.replace(tmp, model_out)
+    with atomic_path(model_out) as tmp:
+        tmp.write_bytes(proto.getvalue())
 
 
 def token_byte_table(sp: spm.SentencePieceProcessor) -> np.ndarray:

@@ -28,6 +28,7 @@ from speedlab import checkpoint, distributed
 from speedlab.checkpoint import StopFlag
 from speedlab.config import config_hash
 from speedlab.evaluate import autocast, device_of, evaluate, val_slice
+from speedlab.files import atomic_path
 from speedlab.model import build_model
 from speedlab.optim import apply_schedules, build_optimizers
 from speedlab.shards import load_split
@@ -128,9 +129,8 @@ def _git_state() -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def train(
@@ -337,10 +337,9 @@ def train(
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ),
     }
-    model_tmp = out_dir / "model.pt.tmp"
     ckpt = {"model": model.state_dict(), "config": cfg, "vocab_size": vocab_size, "final": summary}
-    torch.save(ckpt, model_tmp)
-    os.replace(model_tmp, out_dir / "model.pt")
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save(ckpt, tmp)
     _write_json(out_dir / "summary.json", summary)
     provenance = {
         **meta,

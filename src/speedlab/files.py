@@ -1,0 +1,25 @@
+"""Atomic file writes: a crash or a kill never leaves a short file under the name a rerun trusts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to, renamed onto `path` when the block succeeds.
+
+    The name carries the pid, so two processes writing the same file never share a temporary;
+    a failed block removes it (a killed process leaves it, under a name nothing reads).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
