@@ -48,6 +48,28 @@ def sp_model(tmp_path_factory, texts):
     return d / "sp.model"
 
 
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory, sp_model, texts):
+    """Train/val shards of real FineWeb text with the session tokenizer, and its byte table."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import sentencepiece as spm
+
+    from speedlab.tokenizer import encode_split, token_byte_table
+
+    d = tmp_path_factory.mktemp("shards")
+    pq.write_table(pa.table({"text": texts[:50]}), d / "val.parquet")
+    pq.write_table(pa.table({"text": texts[50:]}), d / "train.parquet")
+    for split in ("train", "val"):
+        encode_split(d / f"{split}.parquet", sp_model, d, split, 10**8, 1)
+    np.save(
+        d / "token_bytes.npy",
+        token_byte_table(spm.SentencePieceProcessor(model_file=str(sp_model))),
+    )
+    return d
+
+
 @pytest.fixture
 def cli_env():
     """Environment for subprocesses: this interpreter's scripts first on PATH."""

@@ -295,3 +295,41 @@ def test_new_columns_sit_between_verdict_and_alpha(tmp_path):
     back = pd.read_csv(tmp_path / "s.csv")
     assert back.loc[0, ["mwu_p", "hedges_g", "record_verdict"]].isna().all()
     assert back.loc[1, "record_verdict"] == "record" and back.loc[0, "boot_low"] > 0
+
+
+def test_time_is_its_own_block_and_json_lists_exclusions(tmp_path):
+    import json
+
+    runs = runs_frame({"uniform": BASE, "layerwise": BETTER}, diverged={("layerwise", 4)})
+    runs["train_time_s"] = [100.0, 101.0, 99.0, 100.5, 130.0, 131.0, 129.5, 130.5, 500.0]
+    runs.loc[0, "q_val_bpb"] = np.nan  # a run that lost its metric
+    table = write_stats(
+        runs,
+        ["q_val_bpb", "train_time_s"],
+        "uniform",
+        ["uniform", "layerwise"],
+        5,
+        tmp_path / "s.csv",
+        out_json=tmp_path / "s.json",
+    )
+    assert list(table["metric"]) == ["q_val_bpb"] * 2 + ["train_time_s"] * 2
+    t = table.set_index(["metric", "condition"])
+    lw = runs[(runs.condition == "layerwise") & ~runs.diverged]["train_time_s"]
+    base = runs[runs.condition == "uniform"]["train_time_s"]
+    want = sps.ttest_ind(lw, base, equal_var=False)
+    assert t.loc[("train_time_s", "layerwise"), "welch_p"] == pytest.approx(want.pvalue, rel=1e-12)
+    assert t.loc[("train_time_s", "layerwise"), "verdict"] == "worse"
+    assert t.loc[("q_val_bpb", "uniform"), "n"] == 3  # the NaN run is left out of bpb only
+    assert t.loc[("train_time_s", "uniform"), "n"] == 4
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["primary_metric"] == "q_val_bpb" and set(doc["metrics"]) == {
+        "q_val_bpb",
+        "train_time_s",
+    }
+    assert doc["excluded"] == [
+        {"condition": "uniform", "seed": 0, "reason": "no q_val_bpb"},
+        {"condition": "layerwise", "seed": 4, "reason": "diverged"},
+    ]
+    row = next(r for r in doc["metrics"]["q_val_bpb"] if r["condition"] == "layerwise")
+    assert row["welch_p"] == t.loc[("q_val_bpb", "layerwise"), "welch_p"]
+    assert pd.read_csv(tmp_path / "s.csv").shape == table.shape

@@ -1,30 +1,12 @@
 import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import sentencepiece as spm
 import yaml
 
 from conftest import REPO
 from speedlab.config import run_config, validate
-from speedlab.tokenizer import encode_split, token_byte_table
 from speedlab.train import train
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, sp_model, texts):
-    d = tmp_path_factory.mktemp("shards")
-    pq.write_table(pa.table({"text": texts[:50]}), d / "val.parquet")
-    pq.write_table(pa.table({"text": texts[50:]}), d / "train.parquet")
-    for split in ("train", "val"):
-        encode_split(d / f"{split}.parquet", sp_model, d, split, 10**8, 1)
-    np.save(
-        d / "token_bytes.npy",
-        token_byte_table(spm.SentencePieceProcessor(model_file=str(sp_model))),
-    )
-    return d
 
 
 def smoke_config(condition="layerwise", **train_edits):

@@ -7,6 +7,7 @@ results are laid out. Metrics are treated as lower-is-better (loss, bpb, bytes).
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import special as spsp
 from scipy import stats as sps
+
+from speedlab.files import atomic_path
 
 SUMMARY_COLUMNS = [
     "condition",
@@ -325,20 +328,62 @@ def stats_table(
     return table[STATS_COLUMNS]
 
 
+def excluded_runs(runs: pd.DataFrame, metrics: list[str]) -> list[dict]:
+    """Runs left out of the statistics and why (diverged, or a metric missing)."""
+    out = []
+    for r in runs.itertuples(index=False):
+        row = r._asdict()
+        missing = [m for m in metrics if m in row and pd.isna(row[m])]
+        if row.get("diverged") or missing:
+            reason = "diverged" if row.get("diverged") else "no " + ", ".join(missing)
+            out.append({"condition": row["condition"], "seed": int(row["seed"]), "reason": reason})
+    return out
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts: exact floats (no rounding), NaN as null, numpy ints as int."""
+    return [
+        {
+            k: None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v)
+            for k, v in r.items()
+        }
+        for r in table.to_dict(orient="records")
+    ]
+
+
 def write_stats(
     runs: pd.DataFrame,
-    metric: str,
+    metric: str | list[str],
     baseline: str,
     conditions: list[str],
     planned_seeds: int,
     out_csv: str | Path,
     alpha: float = 0.05,
+    out_json: str | Path | None = None,
 ) -> pd.DataFrame:
-    table = stats_table(runs, metric, baseline, conditions, planned_seeds, alpha)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    """stats.csv: one block of rows per metric (the first is the primary one); each metric's
+    comparisons are their own Holm family. stats.json holds the same numbers plus the runs
+    excluded, for programs."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    table = pd.concat(
+        [stats_table(runs, m, baseline, conditions, planned_seeds, alpha) for m in metrics],
+        ignore_index=True,
+    )
     # No float_format: pandas writes round-trippable reprs, so the report sees the exact numbers.
-    table.to_csv(out_csv, index=False)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    if out_json is not None:
+        doc = {
+            "baseline": baseline,
+            "conditions": conditions,
+            "alpha": alpha,
+            "planned_seeds": planned_seeds,
+            "primary_metric": metrics[0],
+            "metrics": {m: _records(table[table["metric"] == m]) for m in metrics},
+            "excluded": excluded_runs(runs, metrics),
+        }
+        with atomic_path(out_json) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n")
     return table
 
 
@@ -351,16 +396,27 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m speedlab.stats", description="Summarize a study and test vs baseline."
     )
     p.add_argument("--runs", required=True, type=Path, help="runs.parquet from speedlab.collect")
-    p.add_argument("--metric", required=True, help="runs column to analyse, e.g. q_val_bpb")
+    p.add_argument(
+        "--metric", required=True, type=split_list,
+        help="runs columns to analyse, comma-separated, primary first: q_val_bpb,train_time_s",
+    )  # fmt: skip
     p.add_argument("--baseline", required=True, help="condition the others are compared against")
     p.add_argument("--conditions", required=True, type=split_list, help="comma-separated, ordered")
     p.add_argument("--planned-seeds", required=True, type=int, help="seeds planned per condition")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
+    p.add_argument("--json", type=Path, help="also write the statistics as JSON")
     args = p.parse_args(argv)
     runs = pd.read_parquet(args.runs)
     write_stats(
-        runs, args.metric, args.baseline, args.conditions, args.planned_seeds, args.out, args.alpha
+        runs,
+        args.metric,
+        args.baseline,
+        args.conditions,
+        args.planned_seeds,
+        args.out,
+        args.alpha,
+        args.json,
     )
 
 
