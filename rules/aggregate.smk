@@ -23,6 +23,7 @@ rule compute_stats:
         runs="results/studies/{study}/runs.parquet",
     output:
         stats="results/studies/{study}/stats.csv",
+        json="results/studies/{study}/stats.json",
     log:
         "logs/compute_stats/{study}.log",
     conda:
@@ -33,9 +34,10 @@ rule compute_stats:
         conditions=study_param("conditions"),
         n_seeds=lambda w: len(study_of(w)["seeds"]),
     shell:
-        "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric}"
+        "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric},train_time_s"
         " --baseline {params.baseline} --conditions {params.conditions}"
-        " --planned-seeds {params.n_seeds} --out {output.stats:q} > {log:q} 2>&1"
+        " --planned-seeds {params.n_seeds} --out {output.stats:q} --json {output.json:q}"
+        " > {log:q} 2>&1"
 
 
 rule plot_curves:
@@ -48,6 +50,7 @@ rule plot_curves:
             subcategory="Training curves",
             labels={"figure": "{metric} vs {x}"},
         ),
+        pdf="results/studies/{study}/figures/{metric}_vs_{x}.pdf",
     log:
         "logs/plot_curves/{study}_{metric}_vs_{x}.log",
     conda:
@@ -72,6 +75,7 @@ rule plot_final:
             subcategory="Final metric per condition",
             labels={"figure": "final {metric}"},
         ),
+        pdf="results/studies/{study}/figures/final_{metric}.pdf",
     log:
         "logs/plot_final/{study}_{metric}.log",
     conda:
@@ -95,6 +99,7 @@ rule plot_quant_gap:
             subcategory="Final metric per condition",
             labels={"figure": "quantization cost"},
         ),
+        pdf="results/studies/{study}/figures/quantization_cost.pdf",
     log:
         "logs/plot_quant_gap/{study}.log",
     conda:

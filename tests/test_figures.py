@@ -28,7 +28,7 @@ def synthetic(n_seeds=3):
     return pd.DataFrame(curves), pd.DataFrame(runs)
 
 
-def test_figures_are_written_as_real_pngs(tmp_path):
+def test_figures_are_written_as_real_pngs_and_pdfs(tmp_path):
     curves, runs = synthetic()
     a = plot_curves(
         curves, tmp_path / "curves.png", conditions=["uniform", "layerwise"], baseline="uniform"
@@ -39,6 +39,14 @@ def test_figures_are_written_as_real_pngs(tmp_path):
     for path in (a, b):
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+        pdf = path.with_suffix(".pdf").read_bytes()  # the same figure for papers
+        assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "curves.pdf",
+        "curves.png",
+        "final.pdf",
+        "final.png",
+    ]  # no temporary files left behind
 
 
 def test_curves_against_time_and_a_single_seed(tmp_path):

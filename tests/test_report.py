@@ -157,3 +157,29 @@ def test_several_comparisons_quote_the_holm_p(study, tmp_path):
     holm = table.set_index("condition").loc["layerwise", "welch_p_holm"]
     assert f"Holm-corrected Welch p={holm:.3g}: **better**" in text
     assert "about 25 seeds per arm would give 80% power" in text  # wide: g = −0.82
+
+
+def test_training_time_gets_its_own_comparison(tmp_path):
+    runs = runs_frame()
+    runs = runs[runs["study"] == "s"]
+    runs.loc[runs["condition"] == "layerwise", "train_time_s"] += 10.0
+    write_stats(
+        runs,
+        ["q_val_bpb", "train_time_s"],
+        "uniform",
+        ["uniform", "layerwise"],
+        4,
+        tmp_path / "stats.csv",
+    )
+    text = write_report(
+        "s", "", runs, tmp_path / "stats.csv", {}, tmp_path / "r.md", "q_val_bpb", "uniform", 4
+    )
+    section = text.split("## Training time against `uniform`")[1].split("## Figures")[0]
+    # uniform 40, 41, 42 s vs layerwise 50, 51, 52 s (the diverged run excluded): +10 s
+    assert "+10.0" in section and "**worse** (higher)" in section
+    p = sps.ttest_ind([50.0, 51.0, 52.0], [40.0, 41.0, 42.0], equal_var=False).pvalue
+    assert f"p={p:.2g}" in section or f"p={p:.3g}" in section
+    with pytest.raises(ValueError, match="not 'val_loss'"):
+        write_report(
+            "s", "", runs, tmp_path / "stats.csv", {}, tmp_path / "x.md", "val_loss", "uniform", 4
+        )

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from speedlab.files import atomic_path  # noqa: E402
 from speedlab.stats import split_list, summarize  # noqa: E402
 
 DPI = 150
@@ -267,9 +268,11 @@ def plot_quant_gap(
 
 
 def _save(fig: plt.Figure, out_png: str | Path) -> Path:
+    """The figure as PNG (for the reports) and as PDF beside it (for papers), both atomically."""
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=DPI)
+    for path, fmt in ((out_png, "png"), (out_png.with_suffix(".pdf"), "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=fmt)
     plt.close(fig)
     return out_png
 

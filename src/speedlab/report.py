@@ -24,6 +24,7 @@ LABELS = {
     "train_time_s": "train time (s)",
 }
 SECONDARY = ("val_bpb", "compressed_bytes")
+TIME = "train_time_s"
 MINUS = "\u2212"
 
 
@@ -244,9 +245,14 @@ def write_report(
         runs = runs[runs["study"] == study]
         if runs.empty:
             raise ValueError(f"runs table has no rows for study {study!r}")
-    stats = pd.read_csv(stats_csv)
-    if "metric" in stats and (stats["metric"] != metric).any():
-        raise ValueError(f"{stats_csv} holds {stats['metric'].iloc[0]!r}, not {metric!r}")
+    all_stats = pd.read_csv(stats_csv)
+    if "metric" not in all_stats:  # a stats.csv from before the metric column
+        all_stats.insert(0, "metric", metric)
+    stats = all_stats[all_stats["metric"] == metric].reset_index(drop=True)
+    if stats.empty:
+        held = sorted(all_stats["metric"].unique())
+        raise ValueError(f"{stats_csv} holds {held}, not {metric!r}")
+    time_stats = all_stats[all_stats["metric"] == TIME].reset_index(drop=True)
     conditions = list(stats["condition"])
     alpha = float(stats["alpha"].iloc[0]) if "alpha" in stats else 0.05
     # The note's planned_seeds is authoritative for display, whatever stats was run with.
@@ -302,6 +308,23 @@ def write_report(
         for _, r in stats.iterrows()
         if r["condition"] != baseline
     ]
+    if metric != TIME and not time_stats.empty:
+        time_base = time_stats.set_index("condition").loc[baseline]
+        lines += [
+            "",
+            f"## Training time against `{baseline}`",
+            "",
+            "The same tests on training time (validation excluded; lower is faster), as their own "
+            "family of comparisons.",
+            "",
+            _comparison_markdown(time_stats, baseline, TIME),
+            "",
+        ]
+        lines += [
+            "- " + verdict_sentence(r, time_base, TIME, alpha, holm=several)
+            for _, r in time_stats.iterrows()
+            if r["condition"] != baseline
+        ]
     lines += ["", "## Figures", ""]
     for title, path in figures.items():
         lines += _figure_link(title, path, out_md.parent)
