@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from speedlab.config import run_config, set_dotted, validate  # noqa: E402
+from speedlab.config import run_config, validate  # noqa: E402
 from speedlab.import_logs import import_log  # noqa: E402
 from speedlab.stats import stats_table  # noqa: E402
 from speedlab.train import PEAK_TFLOPS, flops_per_token  # noqa: E402
@@ -129,7 +129,13 @@ def speedlab_curves(metrics: Path) -> pd.DataFrame:
 
 
 def torchrun(nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+    ]
 
 
 def run_speedlab(cfg: dict, seed: int, shards: Path, out: Path, nproc: int) -> dict:
@@ -209,7 +215,7 @@ def parity(runs: pd.DataFrame, metric: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--shards", type=Path, default=REPO / "results/shards/pretokenized/sp1024")
-    p.add_argument("--tokenizer", type=Path, help="SentencePiece model (default: *.model in shards)")
+    p.add_argument("--tokenizer", type=Path, help="SentencePiece model (default: shards/*.model)")
     p.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])

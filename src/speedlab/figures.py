@@ -19,6 +19,13 @@ from speedlab.stats import split_list, summarize  # noqa: E402
 
 DPI = 150
 
+
+def themed_colors(n: int) -> list:
+    """Every figure's look: seaborn's whitegrid theme and n colours of the colorblind palette."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    return sns.color_palette("colorblind", n)
+
+
 METRIC_LABELS = {
     "train_loss": "train loss (nats/token)",
     "val_loss": "validation loss (nats/token)",
@@ -88,9 +95,8 @@ def plot_curves(
     data["condition_label"] = data["condition"].map(labels)
     hue_order = [labels[c] for c in order]
 
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(8, 5))
-    palette = dict(zip(hue_order, sns.color_palette("colorblind", len(hue_order)), strict=True))
+    palette = dict(zip(hue_order, themed_colors(len(hue_order)), strict=True))
     # With 3 seeds a bootstrap "95% CI" is not meaningful; the min–max band hides nothing.
     sns.lineplot(
         data=data,
@@ -144,7 +150,7 @@ def plot_curves(
         color="0.35",
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_final(
@@ -162,9 +168,8 @@ def plot_final(
     ok = ok[ok["condition"].isin(order)]
     summary = summarize(runs, metric, order, planned_seeds=0, alpha=alpha).set_index("condition")
 
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(order) + 2), 5))
-    palette = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+    palette = dict(zip(order, themed_colors(len(order)), strict=True))
     sns.stripplot(
         data=ok,
         x="condition",
@@ -231,7 +236,7 @@ def plot_final(
         color="0.35",
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_quant_gap(
@@ -247,9 +252,8 @@ def plot_quant_gap(
     gap = (ok["q_val_bpb"] - ok["val_bpb"]).groupby(ok["condition"]).mean()
     labels = {c: f"{c} (mean +{gap.get(c, np.nan):.4f})" for c in order}
     ok = ok.assign(label=ok["condition"].map(labels))
-    sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    colors = sns.color_palette("colorblind", len(order))
+    colors = themed_colors(len(order))
     palette = {labels[c]: col for c, col in zip(order, colors, strict=True)}
     lo = min(ok["val_bpb"].min(), ok["q_val_bpb"].min())
     hi = max(ok["val_bpb"].max(), ok["q_val_bpb"].max())
@@ -264,10 +268,10 @@ def plot_quant_gap(
     ax.set_ylabel("validation bpb after int8+zlib roundtrip (bits/byte)")
     ax.set_title("Quantization cost per run")
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
-def _save(fig: plt.Figure, out_png: str | Path) -> Path:
+def save_figure(fig: plt.Figure, out_png: str | Path) -> Path:
     """The figure as PNG (for the reports) and as PDF beside it (for papers), both atomically."""
     out_png = Path(out_png)
     for path, fmt in ((out_png, "png"), (out_png.with_suffix(".pdf"), "pdf")):

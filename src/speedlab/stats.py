@@ -94,7 +94,7 @@ def values(runs: pd.DataFrame, metric: str, condition: str) -> np.ndarray:
     return vals[~np.isnan(vals)]
 
 
-def _summary_row(x: np.ndarray, alpha: float) -> dict[str, float]:
+def summary_row(x: np.ndarray, alpha: float) -> dict[str, float]:
     n = len(x)
     if n == 0:
         return {"mean": np.nan, "sd": np.nan, "sem": np.nan, "ci_low": np.nan, "ci_high": np.nan}
@@ -156,7 +156,7 @@ def summarize(
                 "condition": cond,
                 "n_planned": planned_seeds,
                 "n": len(x),
-                **_summary_row(x, alpha),
+                **summary_row(x, alpha),
                 "boot_low": boot_low,
                 "boot_high": boot_high,
             }

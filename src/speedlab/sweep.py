@@ -1,0 +1,371 @@
+"""Hyperparameter sweeps: the metric at each value of one swept config key, over seeds.
+
+A study sweeps one key (e.g. `optim.matrix_lr`), optionally separately at each value of another
+(e.g. `optim.weight_decay` at each `model.d_model`). Runs are placed by their resolved config
+(the `cfg.<key>` columns of runs.parquet), not by condition name. As in speedlab.stats, metrics
+are lower-is-better and diverged runs or runs without the metric are left out (and counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from speedlab.figures import metric_label, save_figure, themed_colors
+from speedlab.files import atomic_path
+from speedlab.stats import BETTER, NO_DIFFERENCE, WORSE, summary_row, verdict
+
+SWEEP_COLUMNS = [
+    "metric",
+    "key",
+    "group_key",
+    "group",
+    "value",
+    "n",
+    "n_excluded",
+    "mean",
+    "sd",
+    "sem",
+    "ci_low",
+    "ci_high",
+    "p_best",
+    "is_best",
+    "default",
+    "is_default",
+    "diff",
+    "welch_p",
+    "verdict",
+    "alpha",
+]
+
+IS_DEFAULT = "is the default"
+NOT_TESTABLE = "not testable (n<2)"
+NO_DEFAULT = "no default value known"
+DEFAULT_NOT_SWEPT = "default value not in this sweep"
+
+
+def cfg_column(runs: pd.DataFrame, key: str) -> str:
+    """The runs column holding a dotted config key (given with or without the `cfg.` prefix)."""
+    col = key if key.startswith("cfg.") else f"cfg.{key}"
+    if col not in runs.columns:
+        varying = [c for c in runs.columns if c.startswith("cfg.") and runs[c].nunique() > 1]
+        raise KeyError(f"no column {col!r} in the runs table; config keys that vary: {varying}")
+    return col
+
+
+def cells(
+    runs: pd.DataFrame, key: str, metric: str, group: str | None = None
+) -> dict[tuple, tuple[np.ndarray, int]]:
+    """{(group value, swept value): (the metric over the runs that count, sorted; n excluded)}.
+
+    Keys are in sorted order; the group value is None without a group. Runs where the swept (or
+    group) key is unset are not part of the sweep and are dropped without being counted.
+    """
+    if metric not in runs.columns:
+        raise KeyError(f"metric {metric!r} is not a column of the runs table")
+    col = cfg_column(runs, key)
+    by = [cfg_column(runs, group), col] if group else [col]
+    data = runs.dropna(subset=by).reset_index(drop=True)  # the index may repeat
+    keep = ~data["diverged"].astype(bool) & data[metric].notna()
+    out = {}
+    for k, rows in data.groupby(by, sort=True):
+        ok = keep.loc[rows.index]
+        g, v = k if group else (None, k[0])
+        # Sorted, so that the table (bootstrap included) does not depend on the row order.
+        out[(g, v)] = (np.sort(rows.loc[ok, metric].to_numpy(dtype=float)), int((~ok).sum()))
+    return out
+
+
+def resampled_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of n_boot resamples of x with replacement; +inf for no data (never the lowest)."""
+    if len(x) == 0:
+        return np.full(n_boot, np.inf)
+    return rng.choice(x, size=(n_boot, len(x))).mean(axis=1)
+
+
+def log_axis(values) -> bool:
+    """True when the positive values span at least a decade (max/min >= 10)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return len(v) >= 2 and v.max() / v.min() >= 10
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def default_value(runs: pd.DataFrame, key: str, group: str | None = None, group_value=None):
+    """The swept key's value in the baseline runs (is_baseline), those of this group if it has
+    any; None when there are no baseline runs. Baseline runs that disagree are an error."""
+    if "is_baseline" not in runs.columns:
+        return None
+    base = runs[runs["is_baseline"].astype(bool)]
+    if group is not None:
+        mine = base[base[cfg_column(runs, group)] == group_value]
+        base = mine if len(mine) else base
+    found = base[cfg_column(runs, key)].dropna().unique()
+    if len(found) > 1:
+        raise ValueError(f"baseline runs have several values of {key}: {list(found)}")
+    if len(found) == 0:
+        return None
+    return found[0].item() if isinstance(found[0], np.generic) else found[0]
+
+
+def _versus_default(x: np.ndarray, base: np.ndarray | None, is_default: bool, alpha: float):
+    """(diff, welch_p, verdict) of one swept value against the default value."""
+    if is_default:
+        return 0.0, np.nan, IS_DEFAULT
+    if base is None:
+        return np.nan, np.nan, DEFAULT_NOT_SWEPT
+    diff = float(np.mean(x) - np.mean(base)) if len(x) and len(base) else np.nan
+    if len(x) < 2 or len(base) < 2:
+        return diff, np.nan, NOT_TESTABLE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # both arms constant: p is NaN
+        p = float(sps.ttest_ind(x, base, equal_var=False).pvalue)
+    words = {
+        BETTER: "beats the default",
+        WORSE: "worse than the default",
+        NO_DIFFERENCE: f"no detectable difference from the default at alpha={alpha:g}",
+    }
+    return diff, p, words[verdict(diff, p, len(x), len(base), alpha)]
+
+
+def sweep_table(
+    runs: pd.DataFrame,
+    key: str,
+    metric: str,
+    group: str | None = None,
+    default=None,
+    alpha: float = 0.05,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (group value, swept value), sorted: n, n_excluded, mean, sd, sem and the
+    (1 - alpha) t-interval (NaN when n < 2, as in speedlab.stats), then
+
+    - p_best: the fraction of n_boot bootstrap resamples (seeds resampled within each value,
+      numpy Generator(seed)) in which this value has the lowest mean of its group — lower is
+      better. A value with n=1 is resampled as its one run, i.e. as if it had no noise, so its
+      p_best is overconfident; a value with no runs that count has p_best 0.
+    - is_best: this value has the lowest mean of its group.
+    - default / is_default: the default value of the swept key (the `default` argument, else
+      the baseline runs' value, see default_value) and whether this row is it.
+    - diff, welch_p, verdict: this value against the default: difference of means, Welch t-test
+      p (scipy ttest_ind, equal_var=False) and the outcome in words. Read the best row's: note
+      that the best value was picked by the same data, so its p is somewhat optimistic, and the
+      other rows' p-values are not corrected for multiple comparisons.
+    """
+    data = cells(runs, key, metric, group)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in dict.fromkeys(g for g, _ in data):
+        values = [v for gg, v in data if gg == g]
+        xs = [data[(g, v)][0] for v in values]
+        dflt = default if default is not None else default_value(runs, key, group, g)
+        base = next((x for v, x in zip(values, xs, strict=True) if _same(v, dflt)), None)
+        means = np.vstack([resampled_means(x, n_boot, rng) for x in xs])
+        if np.isfinite(means).any():
+            p_best = np.bincount(means.argmin(axis=0), minlength=len(values)) / n_boot
+        else:
+            p_best = np.full(len(values), np.nan)
+        mean = np.array([np.mean(x) if len(x) else np.nan for x in xs])
+        best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else -1
+        for i, (v, x) in enumerate(zip(values, xs, strict=True)):
+            is_default = dflt is not None and _same(v, dflt)
+            if dflt is None:
+                diff, p, words = np.nan, np.nan, NO_DEFAULT
+            else:
+                diff, p, words = _versus_default(x, base, is_default, alpha)
+            rows.append(
+                {
+                    "metric": metric,
+                    "key": key,
+                    "group_key": group,
+                    "group": g,
+                    "value": v,
+                    "n": len(x),
+                    "n_excluded": data[(g, v)][1],
+                    **summary_row(x, alpha),
+                    "p_best": float(p_best[i]),
+                    "is_best": i == best,
+                    "default": dflt,
+                    "is_default": is_default,
+                    "diff": diff,
+                    "welch_p": p,
+                    "verdict": words,
+                    "alpha": alpha,
+                }
+            )
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _label(v) -> str:
+    """A value as it reads best: 0.04, 256, 1e-05, True, adamw."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
+        return str(v)
+    return f"{v:g}"
+
+
+def plot_sweep(
+    table: pd.DataFrame,
+    key: str,
+    metric: str,
+    out_png: str | Path,
+    runs: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> Path:
+    """The metric against the swept value, one line per group: mean with its t-interval as
+    error bars, each counted seed as a ring (if `runs` is given), the lowest mean as a
+    star, the default as a dotted vertical line, and the number of excluded runs along the
+    bottom. Log x axis when the values span a decade (symlog if 0 is among them)."""
+    table = table[table["metric"] == metric] if "metric" in table else table
+    if not (table["n"] > 0).any():
+        raise ValueError(f"no runs that count for metric {metric!r} in the sweep table")
+    try:
+        x_all = table["value"].astype(float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"plot_sweep needs numeric values of {key}") from e
+    group_key = table["group_key"].iloc[0]
+    grouped = not pd.isna(group_key)
+    alpha = float(table["alpha"].iloc[0])
+    groups = table["group"].drop_duplicates().tolist()
+
+    log = log_axis(x_all)
+    positive = x_all[x_all > 0]
+
+    def dodge(x, i: int):
+        """Groups side by side (0.8% of the axis apart) so their bars do not hide each other."""
+        k = 0.008 * (i - (len(groups) - 1) / 2)
+        if log:
+            return np.asarray(x, dtype=float) * (positive.max() / positive.min()) ** k
+        return np.asarray(x, dtype=float) + k * (x_all.max() - x_all.min())
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = themed_colors(len(groups))
+    seeds_at = {} if runs is None else cells(runs, key, metric, group_key if grouped else None)
+    for i, (g, color) in enumerate(zip(groups, colors, strict=True)):
+        rows = table[table["group"].isna() if pd.isna(g) else table["group"] == g]
+        rows = rows[rows["n"] > 0]
+        mean = rows["mean"].to_numpy(dtype=float)
+        err = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
+        label = f"{group_key} = {_label(g)}" if grouped else "mean over seeds"
+        best = rows[rows["is_best"].astype(bool)]
+        if len(best):
+            b = best.iloc[0]
+            label += f"  (best {_label(b['value'])}, p_best {b['p_best']:.2f})"
+        ax.errorbar(
+            dodge(rows["value"], i),
+            mean,
+            yerr=np.nan_to_num(err),  # n < 2: no interval, just the point
+            fmt="-o",
+            color=color,
+            capsize=4,
+            linewidth=2,
+            markersize=5,
+            label=label,
+            zorder=3,
+        )
+        if len(best):
+            ax.scatter(
+                dodge([b["value"]], i), [b["mean"]], marker="*", s=300, color=color,
+                edgecolor="black", linewidth=1, zorder=5,
+            )  # fmt: skip
+        for (cg, v), (seeds, _) in seeds_at.items():
+            if (cg == g or not grouped) and len(seeds):
+                ax.scatter(
+                    dodge(np.full(len(seeds), v), i), seeds, s=28, facecolors="none",
+                    edgecolors=[color], alpha=0.8, linewidth=1, zorder=4,
+                )  # fmt: skip
+    for j, d in enumerate(pd.unique(table["default"].dropna())):
+        label = f"default {key} = {_label(d)}" if j == 0 else None
+        ax.axvline(float(d), linestyle=":", color="0.3", label=label)
+    # Values whose runs were all excluded have no point; keep them on the axis, with their count.
+    ax.update_datalim(np.column_stack([x_all, np.full(len(x_all), np.nanmin(table["mean"]))]))
+    ax.autoscale_view()
+    per_value = table.groupby("value")[["n_excluded", "n"]].sum()
+    for v, (count, n) in per_value[per_value["n_excluded"] > 0].iterrows():
+        ax.annotate(
+            f"{count} excl." + ("\n(no data)" if n == 0 else ""),
+            (float(v), 0.0),
+            xycoords=ax.get_xaxis_transform(),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+            color="0.35",
+        )
+    if log and (x_all <= 0).any():
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    elif log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{key}" + (" (log scale)" if log else ""))
+    ax.set_ylabel(metric_label(metric))
+    where = f" at each {group_key}" if grouped else ""
+    ax.set_title(title or f"{metric_label(metric)} vs {key}{where}")
+    ax.legend(fontsize=9, title_fontsize=9, loc="best")
+    ci = f"{100 * (1 - alpha):.0f}%"
+    fig.text(
+        0.01,
+        0.01,
+        f"bars: mean with {ci} t-interval over seeds; rings: seeds (diverged excluded); "
+        "★: lowest mean (lower is better)\n"
+        "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean",
+        ha="left",
+        va="bottom",
+        fontsize=8,
+        color="0.35",
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return save_figure(fig, out_png)
+
+
+def parse_value(text: str):
+    """A command-line value: a number when it reads as one, else the text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m speedlab.sweep", description="Metric per value of a swept config key."
+    )
+    p.add_argument("--runs", required=True, type=Path, help="runs.parquet from speedlab.collect")
+    p.add_argument("--key", required=True, help="swept config key, e.g. optim.matrix_lr")
+    p.add_argument("--metric", required=True, help="runs column, lower is better: q_val_bpb")
+    p.add_argument("--group", help="sweep separately at each value of this key: model.d_model")
+    p.add_argument(
+        "--default", type=parse_value, help="default value of --key (else: the baseline runs')"
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples for p_best")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--table-out", required=True, type=Path, help="output CSV")
+    p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
+    args = p.parse_args(argv)
+    runs = pd.read_parquet(args.runs)
+    table = sweep_table(
+        runs, args.key, args.metric, args.group, args.default, args.alpha, args.n_boot, args.seed
+    )
+    with atomic_path(args.table_out) as tmp:
+        table.to_csv(tmp, index=False)
+    if args.figure_out is not None:
+        plot_sweep(table, args.key, args.metric, args.figure_out, runs=runs)
+    for r in table[table["is_best"]].itertuples():
+        where = f"{args.group}={_label(r.group)}: " if args.group else ""
+        print(f"{where}best {args.key}={_label(r.value)} (mean {r.mean:.5g}, n={r.n}): {r.verdict}")
+
+
+if __name__ == "__main__":
+    main()
