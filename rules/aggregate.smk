@@ -1,8 +1,29 @@
+rule import_log:
+    input:
+        log=lambda w: imported_log(w)["log"],
+        code=module_code("import_logs"),
+    output:
+        runs="results/studies/{study}/imported/{condition}/seed{seed}.runs.parquet",
+        curves="results/studies/{study}/imported/{condition}/seed{seed}.curves.parquet",
+    log:
+        "logs/import_log/{study}/{condition}/seed{seed}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        format=lambda w: imported_log(w)["format"],
+    shell:
+        "python -m speedlab.import_logs --study {wildcards.study}"
+        " --condition {wildcards.condition} --seed {wildcards.seed} --format {params.format}"
+        " --runs-out {output.runs:q} --curves-out {output.curves:q} {input.log:q} > {log:q} 2>&1"
+
+
 rule collect_runs:
     input:
         summaries=study_run_files("summary.json"),
         roundtrips=study_run_files("roundtrip.json"),
         metrics=study_run_files("metrics.jsonl"),
+        imported=study_import_files,
+        code=module_code("collect"),
     output:
         runs="results/studies/{study}/runs.parquet",
         curves="results/studies/{study}/curves.parquet",
@@ -14,13 +35,15 @@ rule collect_runs:
         baseline=study_param("baseline"),
     shell:
         "python -m speedlab.collect --study {wildcards.study} --baseline {params.baseline}"
-        " --summaries {input.summaries:q} --runs-out {output.runs:q}"
+        " --summaries {input.summaries:q} --imported {input.imported:q}"
+        " --runs-out {output.runs:q}"
         " --curves-out {output.curves:q} > {log:q} 2>&1"
 
 
 rule compute_stats:
     input:
         runs="results/studies/{study}/runs.parquet",
+        code=module_code("stats"),
     output:
         stats="results/studies/{study}/stats.csv",
         json="results/studies/{study}/stats.json",
@@ -31,7 +54,7 @@ rule compute_stats:
     params:
         metric=study_param("metric"),
         baseline=study_param("baseline"),
-        conditions=study_param("conditions"),
+        conditions=study_condition_list,
         n_seeds=lambda w: len(study_of(w)["seeds"]),
     shell:
         "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric},train_time_s"
@@ -43,6 +66,7 @@ rule compute_stats:
 rule plot_curves:
     input:
         curves="results/studies/{study}/curves.parquet",
+        code=module_code("figures"),
     output:
         figure=report(
             "results/studies/{study}/figures/{metric}_vs_{x}.png",
@@ -57,7 +81,7 @@ rule plot_curves:
         "../envs/analysis.yaml"
     params:
         baseline=study_param("baseline"),
-        conditions=study_param("conditions"),
+        conditions=study_condition_list,
     shell:
         "python -m speedlab.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
         " --x {wildcards.x}"
@@ -68,6 +92,7 @@ rule plot_curves:
 rule plot_final:
     input:
         runs="results/studies/{study}/runs.parquet",
+        code=module_code("figures"),
     output:
         figure=report(
             "results/studies/{study}/figures/final_{metric}.png",
@@ -82,7 +107,7 @@ rule plot_final:
         "../envs/analysis.yaml"
     params:
         baseline=study_param("baseline"),
-        conditions=study_param("conditions"),
+        conditions=study_condition_list,
     shell:
         "python -m speedlab.figures final --runs {input.runs:q} --metric {wildcards.metric}"
         " --conditions {params.conditions} --baseline {params.baseline}"
@@ -92,6 +117,7 @@ rule plot_final:
 rule plot_quant_gap:
     input:
         runs="results/studies/{study}/runs.parquet",
+        code=module_code("figures"),
     output:
         figure=report(
             "results/studies/{study}/figures/quantization_cost.png",
@@ -106,15 +132,71 @@ rule plot_quant_gap:
         "../envs/analysis.yaml"
     params:
         baseline=study_param("baseline"),
-        conditions=study_param("conditions"),
+        conditions=study_condition_list,
     shell:
         "python -m speedlab.figures quant --runs {input.runs:q}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
 
+rule analyse_sweep:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        code=module_code("sweep"),
+    output:
+        table="results/studies/{study}/sweep.csv",
+        figure=report(
+            "results/studies/{study}/figures/sweep.png",
+            category="{study}",
+            subcategory="Sweep",
+            labels={"figure": "metric vs swept value"},
+        ),
+        pdf="results/studies/{study}/figures/sweep.pdf",
+    log:
+        "logs/analyse_sweep/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        metric=study_param("metric"),
+        key=lambda w: study_of(w)["sweep"]["key"],
+        options=lambda w: sweep_options(study_of(w)["sweep"]),
+    shell:
+        "python -m speedlab.sweep --runs {input.runs:q} --key {params.key} --metric {params.metric}"
+        " {params.options} --table-out {output.table:q} --figure-out {output.figure:q}"
+        " > {log:q} 2>&1"
+
+
+rule fit_scaling:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        code=module_code("scaling"),
+    output:
+        fit="results/studies/{study}/scaling.json",
+        figure=report(
+            "results/studies/{study}/figures/scaling.png",
+            category="{study}",
+            subcategory="Sweep",
+            labels={"figure": "scaling fit"},
+        ),
+        pdf="results/studies/{study}/figures/scaling.pdf",
+    log:
+        "logs/fit_scaling/{study}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        metric=study_param("metric"),
+        key=lambda w: study_of(w)["sweep"]["key"],
+        group=lambda w: study_of(w)["sweep"]["group"],
+        expect=lambda w: sweep_options(study_of(w)["sweep"], expect=True),
+    shell:
+        "python -m speedlab.scaling --runs {input.runs:q} --key {params.key}"
+        " --group {params.group} --metric {params.metric} {params.expect}"
+        " --json-out {output.fit:q} --figure-out {output.figure:q} > {log:q} 2>&1"
+
+
 rule write_report:
     input:
+        unpack(sweep_outputs),
         runs="results/studies/{study}/runs.parquet",
         stats="results/studies/{study}/stats.csv",
         curves="results/studies/{study}/figures/val_bpb_vs_step.png",
@@ -123,6 +205,7 @@ rule write_report:
         final=lambda w: f"results/studies/{w.study}/figures/final_{study_of(w)['metric']}.png",
         quant="results/studies/{study}/figures/quantization_cost.png",
         time="results/studies/{study}/figures/final_train_time_s.png",
+        code=module_code("report"),
     output:
         report=report(
             "results/studies/{study}/report.md",
@@ -139,6 +222,7 @@ rule write_report:
         metric=study_param("metric"),
         baseline=study_param("baseline"),
         n_seeds=lambda w: len(study_of(w)["seeds"]),
+        extras=lambda w, input: report_options(input),
     shell:
         "python -m speedlab.report --study {wildcards.study} --description {params.description:q}"
         " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"
@@ -149,4 +233,4 @@ rule write_report:
         " --figure 'Train loss vs step='{input.train_loss:q}"
         " --figure 'Quantization cost per run='{input.quant:q}"
         " --figure 'Training time per condition='{input.time:q}"
-        " --out {output.report:q} --html {output.html:q} > {log:q} 2>&1"
+        " {params.extras} --out {output.report:q} --html {output.html:q} > {log:q} 2>&1"

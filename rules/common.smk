@@ -10,7 +10,7 @@ sys.path.insert(0, SRC)
 # (The prefix goes through str.format like every shell command, hence the doubled braces.)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from speedlab.config import ConfigError, run_config, validate
+from speedlab.config import ConfigError, run_config, study_conditions, validate
 from speedlab.data import local_files
 
 try:
@@ -86,6 +86,81 @@ def study_run_files(name):
         )
 
     return files
+
+
+def study_import_files(wildcards):
+    """Input function: (runs, curves) parquet pairs of the study's imported logs, in order."""
+    return [
+        f"results/studies/{wildcards.study}/imported/{item['condition']}/seed{item['seed']}.{t}"
+        for item in study_of(wildcards)["imports"]
+        for t in ("runs.parquet", "curves.parquet")
+    ]
+
+
+def imported_log(wildcards):
+    """The `imports` entry a (study, condition, seed) import job reads."""
+    for item in study_of(wildcards)["imports"]:
+        if item["condition"] == wildcards.condition and item["seed"] == int(
+            wildcards.seed
+        ):
+            return item
+    raise WorkflowError(
+        f"studies.{wildcards.study}.imports: no log for condition {wildcards.condition!r} "
+        f"seed {wildcards.seed}"
+    )
+
+
+def study_condition_list(wildcards):
+    """Trained and imported conditions, comma-separated, in the config's order."""
+    return ",".join(study_conditions(study_of(wildcards)))
+
+
+def sweep_outputs(wildcards):
+    """write_report's optional inputs: the sweep table/figure and the scaling fit, if declared."""
+    sweep = study_of(wildcards)["sweep"]
+    base = f"results/studies/{wildcards.study}"
+    files = {}
+    if sweep:
+        files.update(
+            sweep=f"{base}/sweep.csv", sweep_figure=f"{base}/figures/sweep.png"
+        )
+    if sweep and sweep["fit"]:
+        files.update(
+            scaling=f"{base}/scaling.json", scaling_figure=f"{base}/figures/scaling.png"
+        )
+    return files
+
+
+def sweep_options(sweep, expect=False):
+    """Command-line options of speedlab.sweep (or, with expect, speedlab.scaling)."""
+    if expect:
+        value = sweep["expect_exponent"]
+        return "" if value is None else f"--expect={value}"
+    options = (
+        [] if sweep["group"] is None else [f"--group {shlex.quote(sweep['group'])}"]
+    )
+    if sweep["default"] is not None:
+        options.append(f"--default={sweep['default']}")
+    return " ".join(options)
+
+
+def report_options(input):
+    """speedlab.report's --sweep/--scaling options for the optional inputs write_report got."""
+    options = []
+    for name in ("sweep", "scaling"):
+        if name in input.keys():
+            options.append(f"--{name} {shlex.quote(input[name])}")
+            figure = input[f"{name}_figure"]
+            title = "Sweep" if name == "sweep" else "Scaling fit"
+            options.append(f"--figure {shlex.quote(f'{title}={figure}')}")
+    return " ".join(options)
+
+
+def module_code(name):
+    """An analysis rule's own module as an input: editing it reruns that rule and what follows
+    (training code is deliberately not an input: a plotting fix must not retrain anything).
+    """
+    return f"{SRC}/speedlab/{name}.py"
 
 
 def study_param(key):

@@ -156,7 +156,7 @@ def run_speedlab(cfg: dict, seed: int, shards: Path, out: Path, nproc: int) -> d
         "val_bpb": summary["val_bpb"],
         "q_val_bpb": roundtrip["q_val_bpb"],
         "n_params": summary["n_params"],
-        "peak_mem_mib": summary["peak_memory_mb"],
+        "peak_memory_mb": summary["peak_memory_mb"],
         "curves": speedlab_curves(out / "metrics.jsonl"),
     }
 
@@ -184,7 +184,7 @@ def run_reference(
         "val_bpb": row["val_bpb"],
         "q_val_bpb": row["q_val_bpb"],
         "n_params": row["n_params"],
-        "peak_mem_mib": row["peak_mem_mib"],
+        "peak_memory_mb": row["peak_memory_mb"],
         "curves": pd.DataFrame(curves),
     }
 
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
             "tokens_per_s_all": tok_s,
             "n_params": int(rs[0]["n_params"]),
             "mfu": float(np.median(tok_s)) * flops / (peak * 1e12) if peak else None,
-            "peak_mem_mib": float(np.max([r["peak_mem_mib"] for r in rs])),
+            "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rs])),
             "val_bpb": [r["val_bpb"] for r in rs],
             "q_val_bpb": [r["q_val_bpb"] for r in rs],
         }
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     for tool, t in per_tool.items():
         mfu = f"{t['mfu']:.1%}" if t["mfu"] is not None else "n/a"
         print(
-            f"{tool:<16}{t['tokens_per_s']:>12,.0f}{mfu:>8}{t['peak_mem_mib']:>10,.0f}"
+            f"{tool:<16}{t['tokens_per_s']:>12,.0f}{mfu:>8}{t['peak_memory_mb']:>10,.0f}"
             f"{np.mean(t['val_bpb']):>10.4f}{np.mean(t['q_val_bpb']):>10.4f}"
         )
     if "speed_ratio" in report:

@@ -183,3 +183,36 @@ def test_training_time_gets_its_own_comparison(tmp_path):
         write_report(
             "s", "", runs, tmp_path / "stats.csv", {}, tmp_path / "x.md", "val_loss", "uniform", 4
         )
+
+
+def test_sweep_and_scaling_sections(tmp_path):
+    import json
+
+    from test_scaling import GROUP, KEY, wd_runs
+
+    from speedlab import scaling
+    from speedlab.sweep import sweep_table
+
+    runs = wd_runs().assign(study="wd", train_time_s=10.0, steps=100, tokens=10**6)
+    runs.to_parquet(tmp_path / "runs.parquet")
+    conditions = list(dict.fromkeys(runs["condition"]))
+    base = runs[runs["is_baseline"]]["condition"].iloc[0]
+    write_stats(runs, "q_val_bpb", base, conditions, 3, tmp_path / "stats.csv")
+    table = sweep_table(runs, KEY, "q_val_bpb", GROUP)
+    scaling.main(
+        ["--runs", str(tmp_path / "runs.parquet"), "--key", KEY, "--group", GROUP]
+        + ["--metric", "q_val_bpb", "--expect", "-2", "--n-boot", "200"]
+        + ["--json-out", str(tmp_path / "fit.json")]
+    )
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    text = write_report(
+        "wd", "", runs, tmp_path / "stats.csv", {}, tmp_path / "r.md", "q_val_bpb", base, 3,
+        sweep=table, scaling=fit,
+    )  # fmt: skip
+    sweep_part = text.split("## Sweep over `optim.weight_decay`")[1].split("## Scaling fit")[0]
+    assert sweep_part.count("### `model.d_model` = ") == 4
+    assert sweep_part.count("- Best: `optim.weight_decay`=") == 4
+    assert "(default)" in sweep_part  # the baseline's value at d_model 256
+    scaling_part = text.split("## Scaling fit")[1].split("## Figures")[0]
+    assert f"α = {fit['fit']['exponent']:.3f}".replace("-", "\u2212") in scaling_part
+    assert "The expected exponent \u22122.00 is inside the t-interval." in scaling_part

@@ -91,14 +91,49 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             f"  scale: {scale!r} is not one of the presets in `scales`: {sorted(config['scales'])}"
         )
     for name, study in config["studies"].items():
-        if study["baseline"] not in study["conditions"]:
+        if study["baseline"] not in study_conditions(study):
             raise ConfigError(
                 f"  studies.{name}.baseline: {study['baseline']!r} is not one of its conditions "
-                f"{sorted(study['conditions'])}"
+                f"{sorted(study_conditions(study))}"
             )
-        for cond in study["conditions"]:
-            run_config(config, name, cond, schema)
+        resolved = {
+            cond: flatten(run_config(config, name, cond, schema)) for cond in study["conditions"]
+        }
+        _check_sweep(name, study, resolved)
     return config
+
+
+def study_conditions(study: dict) -> list[str]:
+    """The study's conditions: those it trains, then those only its imported logs have."""
+    names = list(study["conditions"])
+    for item in study.get("imports") or []:
+        if item["condition"] not in names:
+            names.append(item["condition"])
+    return names
+
+
+def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
+    sweep = study.get("sweep")
+    if not sweep:
+        return
+    where = f"studies.{name}.sweep"
+    for field in ("key", "group"):
+        key = sweep.get(field)
+        if key is None:
+            continue
+        for cond, flat in resolved.items():
+            if key not in flat:
+                raise ConfigError(
+                    f"  {where}.{field}: {key!r} is not a config key of condition {cond!r} "
+                    "(expected a dotted key such as optim.matrix_lr)"
+                )
+            if not isinstance(flat[key], (int, float)) or isinstance(flat[key], bool):
+                raise ConfigError(
+                    f"  {where}.{field}: {key!r} is {flat[key]!r} in condition {cond!r}; "
+                    "a sweep needs numbers"
+                )
+    if sweep["fit"] and not sweep.get("group"):
+        raise ConfigError(f"  {where}.fit: a power-law fit needs sweep.group (the scale key)")
 
 
 def run_config(config: dict, study: str, condition: str, schema: dict | None = None) -> dict:

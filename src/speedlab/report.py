@@ -7,6 +7,7 @@ secondary tables use the same stats.summarize. This module only chooses words an
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from pathlib import Path
@@ -239,7 +240,11 @@ def write_report(
     metric: str,
     baseline: str,
     planned_seeds: int,
+    sweep: pd.DataFrame | None = None,
+    scaling: dict | None = None,
 ) -> str:
+    """The lab note; `sweep` (speedlab.sweep's table) and `scaling` (speedlab.scaling's JSON)
+    add their sections when the study declares a sweep."""
     out_md = Path(out_md)
     if "study" in runs and len(runs):
         runs = runs[runs["study"] == study]
@@ -325,7 +330,12 @@ def write_report(
             for _, r in time_stats.iterrows()
             if r["condition"] != baseline
         ]
-    lines += ["", "## Figures", ""]
+    lines.append("")
+    if sweep is not None:
+        lines += _sweep_section(sweep, metric)
+    if scaling is not None:
+        lines += _scaling_section(scaling)
+    lines += ["## Figures", ""]
     for title, path in figures.items():
         lines += _figure_link(title, path, out_md.parent)
     lines += ["## Runs excluded", "", *_excluded(runs, conditions, metric, planned_seeds)]
@@ -334,6 +344,99 @@ def write_report(
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(text, encoding="utf-8")
     return text
+
+
+def _sweep_section(sweep: pd.DataFrame, metric: str) -> list[str]:
+    """Metric against the swept value (per group), the best value and its test against the
+    default, in words."""
+    key = sweep["key"].iloc[0]
+    d = _digits(metric)
+    alpha = float(sweep["alpha"].iloc[0])
+    lines = [
+        f"## Sweep over `{key}`",
+        "",
+        f"Mean ± sd of {label(metric)} over seeds at each value, with the {100 * (1 - alpha):g}% "
+        "t-interval; P(best) is the share of bootstrap resamples of the seeds in which the value "
+        "has the lowest mean (with few seeds it overstates certainty). Each value is tested "
+        "against the default with Welch's t (not corrected for picking the best afterwards).",
+        "",
+    ]
+    grouped = sweep["group_key"].notna().any()
+    for group, part in (
+        sweep.groupby("group", dropna=False, sort=False) if grouped else [(None, sweep)]
+    ):
+        if grouped:
+            lines += [f"### `{part['group_key'].iloc[0]}` = {group:g}", ""]
+        rows = [
+            {
+                key: f"{r.value:g}" + (" (default)" if r.is_default else ""),
+                "n": f"{int(r.n)}" + (f" (+{int(r.n_excluded)} excl.)" if r.n_excluded else ""),
+                "mean ± sd": f"{fmt(r.mean, d)} ± {fmt(r.sd, d)}",
+                "CI": f"[{fmt(r.ci_low, d)}, {fmt(r.ci_high, d)}]",
+                "P(best)": fmt(r.p_best, 2),
+                "diff vs default": fmt(r.diff, d, signed=True),
+                "Welch p": fmt_p(r.welch_p),
+                "verdict": r.verdict,
+            }
+            for r in part.itertuples()
+        ]
+        lines += [_markdown(pd.DataFrame(rows)), ""]
+        best = part[part["is_best"].astype(bool)]
+        if len(best):
+            b = best.iloc[0]
+            lines.append(
+                f"- Best: `{key}`={b['value']:g}, {fmt(b['mean'], d)} "
+                f"[{fmt(b['ci_low'], d)}, {fmt(b['ci_high'], d)}] {label(metric)} with "
+                f"n={int(b['n'])}, P(best)={fmt(b['p_best'], 2)}; {b['verdict']}"
+                + (
+                    f" (diff {fmt(b['diff'], d, signed=True)}, Welch p={fmt_p(b['welch_p'])})."
+                    if not _missing(b["welch_p"])
+                    else "."
+                )
+            )
+            lines.append("")
+    return lines
+
+
+def _scaling_section(doc: dict) -> list[str]:
+    fit = doc["fit"]
+    level = f"{100 * (1 - fit['alpha']):g}%"
+    lines = [
+        "## Scaling fit",
+        "",
+        f"The best `{doc['key']}` at each `{doc['group']}` (lowest mean {label(doc['metric'])}), "
+        f"fitted as best = k · {doc['group']}^α by least squares in log-log space.",
+        "",
+        _markdown(
+            pd.DataFrame(
+                {doc["group"]: fit["x"], f"best {doc['key']}": fit["y"], "P(best)": fit["p_best"]}
+            )
+        ),
+        "",
+    ]
+    interval = (
+        f"{level} t-interval [{fmt(fit['exponent_low'], 3)}, {fmt(fit['exponent_high'], 3)}] "
+        f"({fit['n']} points, {fit['n'] - 2} df)"
+        if not _missing(fit["exponent_low"])
+        else f"no interval with {fit['n']} points"
+    )
+    text = (
+        f"- α = {fmt(fit['exponent'], 3)}, {interval}; k = {fit['k']:.4g}, "
+        f"R² = {fmt(fit['r2'], 3)}."
+    )
+    if fit.get("boot_low") is not None:
+        text += (
+            f" Bootstrap over seeds (best value re-picked per resample): "
+            f"[{fmt(fit['boot_low'], 3)}, {fmt(fit['boot_high'], 3)}]."
+        )
+    lines.append(text)
+    if doc.get("expected_exponent") is not None:
+        inside = doc.get("expected_within_ci")
+        where = {True: "inside", False: "outside", None: "not testable against"}[inside]
+        lines.append(
+            f"- The expected exponent {fmt(doc['expected_exponent'], 2)} is {where} the t-interval."
+        )
+    return [*lines, ""]
 
 
 def _figure_arg(text: str) -> tuple[str, str]:
@@ -404,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="report.md")
     p.add_argument("--html", type=Path, help="also write this self-contained report.html")
+    p.add_argument("--sweep", type=Path, help="sweep.csv from speedlab.sweep")
+    p.add_argument("--scaling", type=Path, help="scaling.json from speedlab.scaling")
     args = p.parse_args(argv)
     write_report(
         args.study,
@@ -415,6 +520,8 @@ def main(argv: list[str] | None = None) -> None:
         args.metric,
         args.baseline,
         args.planned_seeds,
+        sweep=pd.read_csv(args.sweep) if args.sweep else None,
+        scaling=json.loads(args.scaling.read_text()) if args.scaling else None,
     )
     if args.html:
         write_html(args.out, args.html)
