@@ -224,7 +224,7 @@ rule write_report:
         n_seeds=lambda w: len(study_of(w)["seeds"]),
         extras=lambda w, input: report_options(input),
     shell:
-        "python -m speedlab.report --study {wildcards.study} --description {params.description:q}"
+        "python -m speedlab.report --study {wildcards.study} --description={params.description:q}"
         " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"
         " --baseline {params.baseline} --planned-seeds {params.n_seeds}"
         " --figure 'Validation bpb vs step='{input.curves:q}"

@@ -5,6 +5,7 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
+from test_import_logs import GOLF_DATA, golf_log
 
 from conftest import FINEWEB_JSONL, REPO
 
@@ -17,6 +18,24 @@ def workdir(tmp_path_factory):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["scale"] = "smoke"
     config["data"].update(source="local", local=str(FINEWEB_JSONL), max_docs=400, val_docs=40)
+    # A sweep study, and a study whose baseline is two runs imported from parameter-golf logs.
+    config["studies"]["lr"] = {
+        "baseline": "lr04",
+        "seeds": [0, 1],
+        "sweep": {"key": "optim.matrix_lr", "default": 0.04},
+        "conditions": {"lr01": {"optim.matrix_lr": 0.01}, "lr04": {}},
+    }
+    for seed, bpb in ((1337, "1.2244"), (1338, "1.2261")):
+        (d / f"pg{seed}.log").write_text(golf_log(GOLF_DATA.replace("1.22436570", bpb)))
+    config["studies"]["vs_pg"] = {
+        "baseline": "parameter_golf",
+        "seeds": [0],
+        "conditions": {"speedlab": {}},
+        "imports": [
+            {"log": f"pg{seed}.log", "condition": "parameter_golf", "seed": seed}
+            for seed in (1337, 1338)
+        ],
+    }
     (d / "config.yaml").write_text(yaml.safe_dump(config))
     return d
 
@@ -96,3 +115,46 @@ def test_nothing_to_do_then_one_figure_rebuilds_alone(built):
     assert figure.exists()
     jobs = [line.split()[1] for line in log.splitlines() if line.startswith("localrule ")]
     assert jobs == ["plot_final:"], log
+
+
+def test_sweep_study_gets_its_table_figure_and_section(built):
+    workdir, _, _ = built
+    study = workdir / "results/studies/lr"
+    sweep = pd.read_csv(study / "sweep.csv")
+    assert list(sweep["value"]) == [0.01, 0.04] and list(sweep["n"]) == [2, 2]
+    assert sweep.loc[sweep["value"] == 0.04, "verdict"].item() == "is the default"
+    for name in ("sweep.png", "sweep.pdf", "final_q_val_bpb.pdf"):
+        assert (study / "figures" / name).stat().st_size > 5_000, name
+    report = (study / "report.md").read_text()
+    assert "## Sweep over `optim.matrix_lr`" in report and "figures/sweep.png" in report
+
+
+def test_imported_runs_sit_beside_speedlab_runs(built):
+    workdir, _, _ = built
+    study = workdir / "results/studies/vs_pg"
+    runs = pd.read_parquet(study / "runs.parquet").set_index(["condition", "seed"])
+    assert runs.loc[("parameter_golf", 1338), "q_val_bpb"] == 1.2261
+    assert runs.loc[("parameter_golf", 1337), "source"] == "parameter_golf"
+    assert runs.loc[("speedlab", 0), "source"] == "speedlab"
+    assert runs.loc[("parameter_golf", 1337), "is_baseline"]
+    stats = pd.read_csv(study / "stats.csv")
+    assert set(stats["metric"]) == {"q_val_bpb", "train_time_s"}
+    assert "`parameter_golf` 2" in (study / "report.md").read_text()
+
+
+def test_editing_plotting_code_reruns_only_plots_and_the_reports(built):
+    import os
+
+    workdir, env, _ = built
+    code = REPO / "src/speedlab/figures.py"
+    text, before = code.read_bytes(), code.stat()
+    # An edit (snakemake compares content too: touching the file alone reruns nothing).
+    code.write_bytes(text + b"# an edit\n")
+    try:
+        plan = snakemake(workdir, "-n", env=env)
+    finally:
+        code.write_bytes(text)
+        os.utime(code, ns=(before.st_atime_ns, before.st_mtime_ns))
+    table = plan.split("Job stats:")[1].split("total")[0]
+    jobs = {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
+    assert jobs == {"plot_curves", "plot_final", "plot_quant_gap", "write_report", "all"}, plan
