@@ -22,7 +22,7 @@ comma := ,
 # DATA overrides data.source/data.local on the command line; the rest of `data` stays as is.
 SNAKEMAKE_DATA := $(if $(DATA),--config "data={source: local$(comma) local: '$(DATA)'}")
 
-.PHONY: setup run test lint report clean
+.PHONY: setup run plan test lint report clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 run: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_DATA) $(ARGS)
+
+# Runs done and pending per study, GPU-hours and cost still needed (make plan ARGS='--config scale=full').
+plan: setup
+	$(BIN)/snakemake plan --cores 1 $(SNAKEMAKE_DATA) $(ARGS) --quiet all
 
 test: setup
 	$(BIN)/python -m pytest

@@ -23,3 +23,13 @@ rule all:
         expand(
             "results/studies/{study}/report.{ext}", study=STUDIES, ext=["md", "html"]
         ),
+
+
+# `snakemake plan` (or `make plan`): runs done and pending per study, GPU-hours and cost still
+# needed; nothing is trained or submitted.
+rule plan:
+    localrule: True
+    params:
+        config=json.dumps(config),
+    shell:
+        "python -m speedlab.plan --config-json {params.config:q}"

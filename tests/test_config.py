@@ -96,6 +96,26 @@ def test_scale_preset_is_an_override():
             },
             "studies.quickstart.conditions.layerwise.optim.weight_decay",
         ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"train.gpus": -1}},
+            "studies.quickstart.conditions.layerwise.train.gpus",
+        ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"train.gpus": 1.5}},
+            "studies.quickstart.conditions.layerwise.train.gpus",
+        ),
+        ({"execution/gpu_model": "h800"}, "execution.gpu_model"),
+        ({"plan/step_time_s": {"default": -0.2}}, "plan.step_time_s.default"),
+        ({"plan/overhead_min": -5}, "plan.overhead_min"),
+        ({"studies/quickstart/sweep": {"key": "optim.lr"}}, "studies.quickstart.sweep.key"),
+        (
+            {"studies/quickstart/sweep": {"key": "optim.matrix_lr", "fit": True}},
+            "studies.quickstart.sweep.fit",
+        ),
+        (
+            {"studies/quickstart/imports": [{"log": "x.log", "condition": "pg"}]},
+            "studies.quickstart.imports.0",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edits, key):

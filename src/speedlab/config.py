@@ -90,6 +90,13 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(
             f"  scale: {scale!r} is not one of the presets in `scales`: {sorted(config['scales'])}"
         )
+    gpu_model = config["execution"]["gpu_model"]
+    prices = config["plan"]["gpu_hour_usd"]
+    if gpu_model is not None and gpu_model not in prices:
+        raise ConfigError(
+            f"  execution.gpu_model: {gpu_model!r} has no price in plan.gpu_hour_usd "
+            f"(known GPU models: {sorted(prices)})"
+        )
     for name, study in config["studies"].items():
         if study["baseline"] not in study_conditions(study):
             raise ConfigError(

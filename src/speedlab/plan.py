@@ -1,0 +1,183 @@
+"""Plans: what a config still has to train, how long each job needs and what it will cost.
+
+Step time comes from finished runs when there are any (train_time_s / steps of runs with the same
+resolved config, else of any run with the same model, batch and GPU count), otherwise from the
+config's `plan.step_time_s` for the active scale. From it follow each training job's SLURM
+runtime (steps x step time x margin + overhead, times the attempt number on a retry) and the
+GPU-hours and money still needed. A run counts as done when its summary exists for the current
+config (a run of an edited condition is pending again, as snakemake sees it).
+`python -m speedlab.plan` (or `make plan`) prints the table before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from speedlab.config import config_hash, run_config, validate
+
+RUNS = Path("results/runs")
+
+
+def shape_key(cfg: dict) -> str:
+    """What sets the step time: the model, the batch, the GPU count and compilation."""
+    t = cfg["train"]
+    return config_hash(
+        {
+            "model": cfg["model"],
+            "train": {k: t.get(k) for k in ("seq_len", "batch_seqs", "gpus", "compile", "device")},
+        }
+    )
+
+
+def finished_runs(root: Path = Path(".")) -> list[dict]:
+    """(study, condition, seed, config hash, shape, step time) of every finished run."""
+    out = []
+    for summary_path in sorted((root / RUNS).glob("*/*/seed*/summary.json")):
+        prov_path = summary_path.with_name("provenance.json")
+        if not prov_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        if not summary.get("steps") or summary.get("diverged"):
+            continue
+        cfg = json.loads(prov_path.read_text())["config"]
+        out.append(
+            {
+                "study": summary_path.parts[-4],
+                "condition": summary_path.parts[-3],
+                "seed": int(summary_path.parts[-2].removeprefix("seed")),
+                "shape": shape_key(cfg),
+                "config_hash": summary["config_hash"],
+                "step_s": summary["train_time_s"] / summary["steps"],
+            }
+        )
+    return out
+
+
+def step_time(config: dict, study: str, condition: str, finished: list[dict]) -> tuple[float, str]:
+    """Seconds per training step and where the number came from."""
+    cfg = run_config(config, study, condition)
+    same = [r["step_s"] for r in finished if r["config_hash"] == config_hash(cfg)]
+    if same:
+        return sum(same) / len(same), f"measured ({len(same)} runs)"
+    alike = [r["step_s"] for r in finished if r["shape"] == shape_key(cfg)]
+    if alike:
+        return sum(alike) / len(alike), f"measured, same shape ({len(alike)} runs)"
+    configured = config["plan"]["step_time_s"]
+    scale = config.get("scale") or "default"
+    if scale in configured:
+        return float(configured[scale]), f"plan.step_time_s.{scale}"
+    if "default" in configured:
+        return float(configured["default"]), "plan.step_time_s.default"
+    raise ValueError(
+        f"plan.step_time_s has no entry for scale {scale!r} (nor `default`) and no run of "
+        f"{study}/{condition} has finished: add one, e.g. plan.step_time_s.{scale}: 0.3"
+    )
+
+
+def train_seconds(cfg: dict, step_s: float) -> float:
+    seconds = cfg["train"]["steps"] * step_s
+    cap = cfg["train"].get("max_wallclock_s")
+    return min(seconds, cap) if cap else seconds
+
+
+def runtime_minutes(
+    config: dict, study: str, condition: str, attempt: int = 1, root: Path = Path(".")
+) -> int:
+    """SLURM runtime of one training job: expected time with margin and overhead, x attempt."""
+    step_s, _ = step_time(config, study, condition, finished_runs(root))
+    cfg = run_config(config, study, condition)
+    p = config["plan"]
+    minutes = train_seconds(cfg, step_s) * p["runtime_margin"] / 60 + p["overhead_min"]
+    return max(1, math.ceil(minutes)) * attempt
+
+
+def gpu_hour_price(config: dict) -> float | None:
+    model = config["execution"].get("gpu_model")
+    prices = config["plan"]["gpu_hour_usd"]
+    return prices.get(model or "default")
+
+
+def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
+    finished = finished_runs(root)
+    price = gpu_hour_price(config)
+    rows = []
+    for study, spec in config["studies"].items():
+        for condition in spec["conditions"]:
+            cfg = run_config(config, study, condition)
+            step_s, source = step_time(config, study, condition, finished)
+            current = config_hash(cfg)
+            done = sum(
+                (r["study"], r["condition"], r["seed"], r["config_hash"])
+                == (study, condition, s, current)
+                for r in finished
+                for s in spec["seeds"]
+            )
+            pending = len(spec["seeds"]) - done
+            hours = train_seconds(cfg, step_s) / 3600
+            gpus = cfg["train"]["gpus"]
+            rows.append(
+                {
+                    "study": study,
+                    "condition": condition,
+                    "gpus": gpus,
+                    "runs": len(spec["seeds"]),
+                    "done": done,
+                    "pending": pending,
+                    "step_s": step_s,
+                    "step_time_from": source,
+                    "hours_per_run": hours,
+                    "gpu_hours_pending": pending * hours * gpus,
+                    "usd_pending": pending * hours * gpus * price if price is not None else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def format_plan(table: pd.DataFrame, config: dict) -> str:
+    price = gpu_hour_price(config)
+    model = config["execution"].get("gpu_model") or "default"
+    shown = table.assign(
+        step_s=table["step_s"].map("{:.3g}".format),
+        hours_per_run=table["hours_per_run"].map("{:.3g}".format),
+        gpu_hours_pending=table["gpu_hours_pending"].map("{:,.1f}".format),
+        usd_pending=table["usd_pending"].map(lambda v: "–" if v is None else f"${v:,.0f}"),
+    )
+    lines = [shown.to_markdown(index=False), ""]
+    for study, part in table.groupby("study", sort=False):
+        usd = part["usd_pending"].sum() if price is not None else None
+        cost = f", ${usd:,.0f}" if usd is not None else ""
+        lines.append(
+            f"{study}: {int(part['done'].sum())} of {int(part['runs'].sum())} runs done, "
+            f"{int(part['pending'].sum())} pending: {part['gpu_hours_pending'].sum():,.1f} "
+            f"GPU-hours{cost}"
+        )
+    rate = f"${price:g}/GPU-hour ({model})" if price is not None else f"no price for {model}"
+    lines.append(f"prices: {rate}; GPU-hours count pending runs only")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m speedlab.plan", description=__doc__)
+    p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    p.add_argument("--config-json", help="the config as JSON (the plan rule passes snakemake's)")
+    p.add_argument("--scale", help="apply this entry of `scales`")
+    p.add_argument("--root", type=Path, default=Path("."), help="the workflow's directory")
+    args = p.parse_args(argv)
+    if args.config_json:
+        config = json.loads(args.config_json)
+    else:
+        config = yaml.safe_load(args.configfile.read_text())
+    if args.scale:
+        config["scale"] = args.scale
+    validate(config)
+    print(format_plan(plan_table(config, args.root), config))
+
+
+if __name__ == "__main__":
+    main()
