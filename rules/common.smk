@@ -1,3 +1,4 @@
+import functools
 import json
 import shlex
 import sys
@@ -11,6 +12,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from speedlab.config import ConfigError, run_config, study_conditions, validate
+from speedlab.plan import finished_runs, runtime_minutes
 from speedlab.data import local_files
 
 try:
@@ -69,9 +71,50 @@ def run_config_json(wildcards):
             f"studies.{wildcards.study}: no condition {wildcards.condition!r} "
             f"(conditions: {', '.join(study['conditions'])})"
         )
-    return json.dumps(
-        run_config(config, wildcards.study, wildcards.condition), sort_keys=True
+    return json.dumps(resolved(wildcards.study, wildcards.condition), sort_keys=True)
+
+
+@functools.cache
+def resolved(study, condition):
+    """run_config once per condition: input functions ask for it for every job of a big DAG."""
+    return run_config(config, study, condition)
+
+
+@functools.cache
+def finished():
+    """Finished runs (for measured step times), read once per snakemake invocation."""
+    return finished_runs()
+
+
+def run_gpus(wildcards):
+    return resolved(wildcards.study, wildcards.condition)["train"]["gpus"]
+
+
+def train_threads(wildcards):
+    """CPU runs: execution.train_threads; GPU runs: execution.cpus_per_gpu per GPU."""
+    gpus = run_gpus(wildcards)
+    return gpus * EXECUTION["cpus_per_gpu"] if gpus else EXECUTION["train_threads"]
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes for SLURM: expected training time x plan.runtime_margin + plan.overhead_min,
+    times the attempt (a retried job gets more time)."""
+    return runtime_minutes(
+        config, wildcards.study, wildcards.condition, attempt, finished()
     )
+
+
+def train_launcher(wildcards):
+    gpus = run_gpus(wildcards)
+    if gpus <= 1:
+        return "python"
+    return f"python -m torch.distributed.run --standalone --nproc-per-node={gpus}"
+
+
+# The GPU type training jobs ask for, if the config names one (SLURM: --gpus=<model>:<n>).
+GPU_MODEL = (
+    {"gpu_model": EXECUTION["gpu_model"]} if EXECUTION["gpu_model"] is not None else {}
+)
 
 
 def study_run_files(name):

@@ -14,15 +14,20 @@ rule train_run:
         "benchmarks/train_run/{study}/{condition}/seed{seed}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: EXECUTION["train_threads"]
+    threads: train_threads
     resources:
-        mem_mb=4000,
+        **GPU_MODEL,
+        mem_mb=lambda w: 4000 + run_gpus(w) * EXECUTION["mem_mb_per_gpu"],
+        runtime=train_runtime,
+        gpu=run_gpus,
     params:
         config=run_config_json,
+        # One launch per job: torchrun starts the processes of a multi-GPU run itself.
+        launcher=train_launcher,
         # Not an output: Snakemake must not delete it when a preempted job is rerun.
         checkpoints="results/checkpoints/{study}/{condition}/seed{seed}",
     shell:
-        "python -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
+        "{params.launcher} -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
         " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"
         " --out-dir $(dirname {output.summary:q}) --threads {threads}"
         " --study {wildcards.study} --condition {wildcards.condition}"

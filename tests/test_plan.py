@@ -8,7 +8,7 @@ import yaml
 
 from conftest import REPO
 from speedlab.config import config_hash, run_config, validate
-from speedlab.plan import format_plan, main, plan_table, runtime_minutes
+from speedlab.plan import finished_runs, format_plan, main, plan_table, runtime_minutes
 
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -38,8 +38,8 @@ def test_nothing_run_yet_uses_the_configured_step_time(tmp_path):
     assert t.loc["uniform", "gpu_hours_pending"] == pytest.approx(3 * hours)
     assert t.loc["uniform", "usd_pending"] == pytest.approx(3 * hours * 2.5)
     # runtime: 7,000 s x 1.5 margin = 175 min, + 10 min overhead; doubled on the second attempt
-    assert runtime_minutes(c, "quickstart", "uniform", root=tmp_path) == 185
-    assert runtime_minutes(c, "quickstart", "uniform", attempt=2, root=tmp_path) == 370
+    assert runtime_minutes(c, "quickstart", "uniform") == 185
+    assert runtime_minutes(c, "quickstart", "uniform", attempt=2) == 370
 
 
 def test_finished_runs_count_and_measure_the_step_time(tmp_path):
@@ -53,6 +53,8 @@ def test_finished_runs_count_and_measure_the_step_time(tmp_path):
     # layerwise has the same model and batch: its step time is measured by uniform's runs
     assert t.loc["layerwise", "step_time_from"] == "measured, same shape (2 runs)"
     assert t.loc["uniform", "gpu_hours_pending"] == 0  # CPU runs cost no GPU-hours
+    # 200 steps x 0.25 s x 1.5 / 60 + 10 = 11.25 -> 12 minutes
+    assert runtime_minutes(c, "quickstart", "uniform", 1, finished_runs(tmp_path)) == 12
 
 
 def test_an_edited_condition_is_pending_again(tmp_path):

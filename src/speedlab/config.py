@@ -7,6 +7,7 @@ result is validated again, so a typo in a condition fails as loudly as one in th
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -38,8 +39,14 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
+@functools.cache
+def _parsed_schema(path: Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The schema (parsed once per process: a big DAG validates thousands of run configs)."""
+    return copy.deepcopy(_parsed_schema(Path(path)))
 
 
 def _check(instance, schema: dict, where: str) -> None:

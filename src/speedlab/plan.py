@@ -87,10 +87,11 @@ def train_seconds(cfg: dict, step_s: float) -> float:
 
 
 def runtime_minutes(
-    config: dict, study: str, condition: str, attempt: int = 1, root: Path = Path(".")
+    config: dict, study: str, condition: str, attempt: int = 1, finished: list[dict] = ()
 ) -> int:
-    """SLURM runtime of one training job: expected time with margin and overhead, x attempt."""
-    step_s, _ = step_time(config, study, condition, finished_runs(root))
+    """SLURM runtime of one training job: expected time with margin and overhead, x attempt.
+    `finished` is finished_runs() (read once by the caller: a DAG asks for every job)."""
+    step_s, _ = step_time(config, study, condition, list(finished))
     cfg = run_config(config, study, condition)
     p = config["plan"]
     minutes = train_seconds(cfg, step_s) * p["runtime_margin"] / 60 + p["overhead_min"]
