@@ -7,6 +7,7 @@ rule import_log:
         curves="results/studies/{study}/imported/{condition}/seed{seed}.curves.parquet",
     log:
         "logs/import_log/{study}/{condition}/seed{seed}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -29,6 +30,7 @@ rule collect_runs:
         curves="results/studies/{study}/curves.parquet",
     log:
         "logs/collect_runs/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -49,6 +51,7 @@ rule compute_stats:
         json="results/studies/{study}/stats.json",
     log:
         "logs/compute_stats/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -77,6 +80,7 @@ rule plot_curves:
         pdf="results/studies/{study}/figures/{metric}_vs_{x}.pdf",
     log:
         "logs/plot_curves/{study}_{metric}_vs_{x}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -103,6 +107,7 @@ rule plot_final:
         pdf="results/studies/{study}/figures/final_{metric}.pdf",
     log:
         "logs/plot_final/{study}_{metric}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -128,6 +133,7 @@ rule plot_quant_gap:
         pdf="results/studies/{study}/figures/quantization_cost.pdf",
     log:
         "logs/plot_quant_gap/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -154,6 +160,7 @@ rule analyse_sweep:
         pdf="results/studies/{study}/figures/sweep.pdf",
     log:
         "logs/analyse_sweep/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -181,6 +188,7 @@ rule fit_scaling:
         pdf="results/studies/{study}/figures/scaling.pdf",
     log:
         "logs/fit_scaling/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:
@@ -215,6 +223,7 @@ rule write_report:
         html="results/studies/{study}/report.html",
     log:
         "logs/write_report/{study}.log",
+    localrule: True
     conda:
         "../envs/analysis.yaml"
     params:

@@ -1,5 +1,6 @@
 import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -40,7 +41,11 @@ SHARDS = (
     else f"results/shards/{TOKENIZER}"
 )
 EXECUTION = config["execution"]
-TOKENIZE_THREADS = EXECUTION["tokenize_threads"] or workflow.cores or 1
+try:
+    LOCAL_CORES = workflow.cores
+except WorkflowError:  # cluster execution has no local core count: up to 8 of this host's
+    LOCAL_CORES = min(os.cpu_count() or 1, 8)
+TOKENIZE_THREADS = EXECUTION["tokenize_threads"] or LOCAL_CORES or 1
 
 
 wildcard_constraints:
