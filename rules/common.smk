@@ -41,9 +41,10 @@ SHARDS = (
     else f"results/shards/{TOKENIZER}"
 )
 EXECUTION = config["execution"]
+# Cluster execution has no local core count: then up to 8 of this host's.
 try:
     LOCAL_CORES = workflow.cores
-except WorkflowError:  # cluster execution has no local core count: up to 8 of this host's
+except WorkflowError:
     LOCAL_CORES = min(os.cpu_count() or 1, 8)
 TOKENIZE_THREADS = EXECUTION["tokenize_threads"] or LOCAL_CORES or 1
 

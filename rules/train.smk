@@ -20,6 +20,9 @@ rule train_run:
         mem_mb=lambda w: 4000 + run_gpus(w) * EXECUTION["mem_mb_per_gpu"],
         runtime=train_runtime,
         gpu=run_gpus,
+        # SLURM: SIGUSR1 5 minutes before the time limit; the trainer checkpoints and exits,
+        # and the retry (with twice the runtime) resumes.
+        slurm_extra="--signal=USR1@300",
     params:
         config=run_config_json,
         # One launch per job: torchrun starts the processes of a multi-GPU run itself.
