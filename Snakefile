@@ -28,8 +28,12 @@ rule all:
 # `snakemake plan` (or `make plan`): runs done and pending per study, GPU-hours and cost still
 # needed; nothing is trained or submitted.
 rule plan:
+    log:
+        "logs/plan.log",
     localrule: True
+    conda:
+        "envs/analysis.yaml"
     params:
         config=json.dumps(config),
     shell:
-        "python -m speedlab.plan --config-json {params.config:q}"
+        "python -m speedlab.plan --config-json {params.config:q} | tee {log:q}"

@@ -158,3 +158,37 @@ def test_editing_plotting_code_reruns_only_plots_and_the_reports(built):
     table = plan.split("Job stats:")[1].split("total")[0]
     jobs = {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
     assert jobs == {"plot_curves", "plot_final", "plot_quant_gap", "write_report", "all"}, plan
+
+
+def _planned_jobs(log: str) -> dict[str, int]:
+    table = log.split("Job stats:")[1].split("total")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {name: int(count) for name, count in rows}
+
+
+def test_editing_one_condition_reruns_only_its_runs(built, tmp_path):
+    workdir, env, _ = built
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["studies"]["quickstart"]["conditions"]["layerwise"]["optim.momentum_last"] = 0.85
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    plan = snakemake(workdir, "-n", "--configfile", str(edited), env=env)
+    jobs = _planned_jobs(plan)
+    assert jobs["train_run"] == 3 and jobs["quantize_roundtrip"] == 3, plan  # layerwise only
+    assert "prepare_corpus" not in jobs and "train_tokenizer" not in jobs
+    assert "results/runs/quickstart/uniform" not in plan.split("Job stats:")[0]
+
+
+def test_a_multi_gpu_run_is_one_torchrun_launch_asking_for_its_gpus(built, tmp_path):
+    workdir, env, _ = built
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["studies"]["quickstart"]["conditions"]["layerwise"]["train.gpus"] = 8
+    config["execution"]["gpu_model"] = "h100"
+    edited = tmp_path / "gpus.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    target = "results/runs/quickstart/layerwise/seed0/summary.json"
+    plan = snakemake(workdir, target, "-n", "-p", "--configfile", str(edited), env=env)
+    launch = "python -m torch.distributed.run --standalone --nproc-per-node=8 -m speedlab.train"
+    assert plan.count(launch) == 1
+    assert "gpu=8" in plan and "gpu_model=h100" in plan and "--signal=USR1@300" in plan
+    assert "mem_mb=516000" in plan  # 4,000 + 8 x execution.mem_mb_per_gpu
