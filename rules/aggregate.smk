@@ -58,7 +58,7 @@ rule compute_stats:
         metric=study_param("metric"),
         baseline=study_param("baseline"),
         conditions=study_condition_list,
-        n_seeds=lambda w: len(study_of(w)["seeds"]),
+        n_seeds=lambda w: planned_seeds(study_of(w)),
     shell:
         "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric},train_time_s"
         " --baseline {params.baseline} --conditions {params.conditions}"
@@ -230,7 +230,7 @@ rule write_report:
         description=study_param("description"),
         metric=study_param("metric"),
         baseline=study_param("baseline"),
-        n_seeds=lambda w: len(study_of(w)["seeds"]),
+        n_seeds=lambda w: planned_seeds(study_of(w)),
         extras=lambda w, input: report_options(input),
     shell:
         "python -m speedlab.report --study {wildcards.study} --description={params.description:q}"

@@ -12,7 +12,14 @@ sys.path.insert(0, SRC)
 # (The prefix goes through str.format like every shell command, hence the doubled braces.)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from speedlab.config import ConfigError, run_config, study_conditions, validate
+from speedlab.config import (
+    ConfigError,
+    condition_seeds,
+    planned_seeds,
+    run_config,
+    study_conditions,
+    validate,
+)
 from speedlab.plan import finished_runs, runtime_minutes
 from speedlab.data import local_files
 
@@ -31,7 +38,7 @@ if config["data"]["source"] == "local":
         raise WorkflowError(str(e)) from None
 
 
-STUDIES = list(config["studies"])
+STUDIES = config["run_studies"] or list(config["studies"])
 CORPUS = config["data"]["corpus"]
 TOKENIZER = f"{CORPUS}_sp{config['tokenizer']['vocab_size']}"
 PRETOKENIZED = config["data"]["source"] == "pretokenized"
@@ -64,7 +71,7 @@ wildcard_constraints:
 def study_of(wildcards):
     if wildcards.study not in config["studies"]:
         raise WorkflowError(
-            f"study {wildcards.study!r} is not in the config (studies: {', '.join(STUDIES)})"
+            f"study {wildcards.study!r} is not in the config (studies: {', '.join(config['studies'])})"
         )
     return config["studies"][wildcards.study]
 
@@ -128,11 +135,11 @@ def study_run_files(name):
 
     def files(wildcards):
         study = study_of(wildcards)
-        return expand(
-            f"results/runs/{wildcards.study}/{{condition}}/seed{{seed}}/{name}",
-            condition=study["conditions"],
-            seed=study["seeds"],
-        )
+        return [
+            f"results/runs/{wildcards.study}/{condition}/seed{seed}/{name}"
+            for condition in study["conditions"]
+            for seed in condition_seeds(study, condition)
+        ]
 
     return files
 
@@ -190,6 +197,8 @@ def sweep_options(sweep, expect=False):
     )
     if sweep["default"] is not None:
         options.append(f"--default={sweep['default']}")
+    if sweep["conditions"]:
+        options.append(f"--conditions={','.join(sweep['conditions'])}")
     return " ".join(options)
 
 

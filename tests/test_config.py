@@ -166,3 +166,73 @@ def test_a_data_glob_matching_nothing_stops_snakemake_before_any_job(tmp_path, c
     assert p.returncode != 0
     assert "data.local: the glob" in p.stderr + p.stdout and "none-*.jsonl" in p.stderr + p.stdout
     assert kept.read_bytes() == b"data"
+
+
+def test_study_overrides_scales_and_condition_seeds():
+    from speedlab.config import condition_seeds, planned_seeds
+
+    c = cfg()
+    c["studies"]["wide"] = {
+        "baseline": "a",
+        "seeds": [1, 2],
+        "overrides": {"model.d_model": 256, "train.steps": 500},
+        "scales": {"smoke": {"train.steps": 7}, "tiny": {"model.n_layer": 1}},
+        "condition_seeds": {"b": [5, 6, 7]},
+        "planned_seeds": 10,
+        "conditions": {"a": {}, "b": {"optim.momentum": 0.9}},
+    }
+    c["scale"] = "smoke"
+    validate(c)
+    a = run_config(c, "wide", "a")
+    # the study's smoke entry replaces the top-level one (whose d_model 64 does not apply)
+    assert a["model"]["d_model"] == 256 and a["train"]["steps"] == 7
+    assert run_config(c, "quickstart", "uniform")["model"]["d_model"] == 64  # top-level smoke
+    assert condition_seeds(c["studies"]["wide"], "b") == [5, 6, 7]
+    assert condition_seeds(c["studies"]["wide"], "a") == [1, 2]
+    assert planned_seeds(c["studies"]["wide"]) == 10
+    assert planned_seeds(c["studies"]["quickstart"]) == 3
+    with pytest.raises(ConfigError, match="scale: 'tiny' is not one of the presets"):
+        validate({**copy.deepcopy(c), "scale": "tiny"})  # quickstart has no `tiny`
+    only = copy.deepcopy(c)
+    del only["studies"]["quickstart"]
+    only["scale"] = "tiny"
+    assert run_config(validate(only), "wide", "a")["model"]["n_layer"] == 1
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ({"run_studies": ["nope"]}, "run_studies"),
+        (
+            {"studies": {"q": {"baseline": "a", "seeds": [0], "conditions": {"a": {}},
+                               "condition_seeds": {"z": [1]}}}},
+            "studies.q.condition_seeds.z",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_study_selection_names_the_key(edit, key):
+    c = cfg()
+    for k, v in edit.items():
+        if k == "studies":
+            c["studies"].update(v)
+        else:
+            c[k] = v
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    assert f"  {key}:" in str(e.value)
+
+
+def test_scale_maps_shrink_what_conditions_set():
+    c = cfg()
+    c["studies"]["widths"] = {
+        "baseline": "w512",
+        "seeds": [0],
+        "conditions": {"w512": {"model.d_model": 512}, "w1024": {"model.d_model": 1024}},
+        "scale_maps": {"smoke": {"model.d_model": {512: 32, 1024: 64}}},
+    }
+    c["scale"] = "smoke"
+    validate(c)
+    assert run_config(c, "widths", "w512")["model"]["d_model"] == 32
+    assert run_config(c, "widths", "w1024")["model"]["d_model"] == 64
+    c["scale"] = None
+    assert run_config(c, "widths", "w1024")["model"]["d_model"] == 1024

@@ -227,3 +227,26 @@ def test_ngpt_trains_and_stays_on_the_sphere(tmp_path, shards):
     state = torch.load(tmp_path / "n/model.pt", weights_only=False)["model"]
     emb = state["tok_emb.weight"]
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(emb.size(0)))
+
+
+def test_grad_clip_clips_every_step_at_the_configured_norm(tmp_path, shards, monkeypatch):
+    import torch
+
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        norm = real(params, max_norm, *args, **kwargs)
+        calls.append((max_norm, float(norm)))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    cfg = smoke_config(steps=6, val_every=6)
+    run(shards, tmp_path / "plain", cfg, seed=0)
+    assert calls == []  # off by default
+    cfg["optim"]["grad_clip"] = 0.25
+    clipped = run(shards, tmp_path / "clipped", cfg, seed=0)
+    assert [c[0] for c in calls] == [0.25] * 6 and all(c[1] > 0.25 for c in calls)
+    assert (
+        clipped["val_bpb"] != json.loads((tmp_path / "plain/summary.json").read_text())["val_bpb"]
+    )

@@ -94,15 +94,25 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     _check(config, schema, "")
     scale = config.get("scale")
     if scale is not None and scale not in config["scales"]:
-        raise ConfigError(
-            f"  scale: {scale!r} is not one of the presets in `scales`: {sorted(config['scales'])}"
-        )
+        lacking = [
+            n for n, st in config["studies"].items() if scale not in (st.get("scales") or {})
+        ]
+        if lacking:
+            raise ConfigError(
+                f"  scale: {scale!r} is not one of the presets in `scales` "
+                f"{sorted(config['scales'])}, nor in studies.<name>.scales of {lacking}"
+            )
     gpu_model = config["execution"]["gpu_model"]
     prices = config["plan"]["gpu_hour_usd"]
     if gpu_model is not None and gpu_model not in prices:
         raise ConfigError(
             f"  execution.gpu_model: {gpu_model!r} has no price in plan.gpu_hour_usd "
             f"(known GPU models: {sorted(prices)})"
+        )
+    unknown = sorted(set(config.get("run_studies") or []) - set(config["studies"]))
+    if unknown:
+        raise ConfigError(
+            f"  run_studies: {unknown} are not studies (studies: {sorted(config['studies'])})"
         )
     for name, study in config["studies"].items():
         if study["baseline"] not in study_conditions(study):
@@ -113,8 +123,25 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         resolved = {
             cond: flatten(run_config(config, name, cond, schema)) for cond in study["conditions"]
         }
+        for cond in study["condition_seeds"]:
+            if cond not in study["conditions"]:
+                raise ConfigError(
+                    f"  studies.{name}.condition_seeds.{cond}: not one of its conditions "
+                    f"{sorted(study['conditions'])}"
+                )
         _check_sweep(name, study, resolved)
     return config
+
+
+def condition_seeds(study: dict, condition: str) -> list[int]:
+    """The seeds a condition is trained with: its own list if it has one, else the study's."""
+    return (study.get("condition_seeds") or {}).get(condition, study["seeds"])
+
+
+def planned_seeds(study: dict) -> int:
+    """Seeds per condition the design planned (for 'n planned vs achieved')."""
+    listed = max(len(condition_seeds(study, c)) for c in study["conditions"])
+    return study.get("planned_seeds") or listed
 
 
 def study_conditions(study: dict) -> list[str]:
@@ -136,6 +163,8 @@ def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
         if key is None:
             continue
         for cond, flat in resolved.items():
+            if sweep.get("conditions") and cond not in sweep["conditions"]:
+                continue
             if key not in flat:
                 raise ConfigError(
                     f"  {where}.{field}: {key!r} is not a config key of condition {cond!r} "
@@ -146,6 +175,12 @@ def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
                     f"  {where}.{field}: {key!r} is {flat[key]!r} in condition {cond!r}; "
                     "a sweep needs numbers"
                 )
+    for cond in sweep.get("conditions") or []:
+        if cond not in study["conditions"]:
+            raise ConfigError(
+                f"  {where}.conditions: {cond!r} is not one of the study's conditions "
+                f"{sorted(study['conditions'])}"
+            )
     if sweep["fit"] and not sweep.get("group"):
         raise ConfigError(f"  {where}.fit: a power-law fit needs sweep.group (the scale key)")
 
@@ -153,10 +188,21 @@ def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
 def run_config(config: dict, study: str, condition: str, schema: dict | None = None) -> dict:
     """The fully resolved, validated trainer config of one (study, condition)."""
     schema = schema or load_schema()
-    resolved = config["defaults"]
-    if config.get("scale"):
-        resolved = apply_overrides(resolved, config["scales"][config["scale"]])
-    resolved = apply_overrides(resolved, config["studies"][study]["conditions"][condition])
+    spec = config["studies"][study]
+    resolved = apply_overrides(config["defaults"], spec.get("overrides"))
+    scale = config.get("scale")
+    if scale:
+        # A study's own entry for the scale replaces the top-level one of that name.
+        own = (spec.get("scales") or {}).get(scale)
+        resolved = apply_overrides(resolved, own if own is not None else config["scales"][scale])
+    resolved = apply_overrides(resolved, spec["conditions"][condition])
+    # A scale may map the values conditions set (e.g. smoke: model.d_model 1280 -> 96), so a
+    # study whose conditions differ in shape keeps its structure at a small scale.
+    flat = flatten(resolved)
+    for key, mapping in ((spec.get("scale_maps") or {}).get(scale) or {}).items():
+        by_text = {str(k): v for k, v in mapping.items()}  # YAML int keys, JSON str keys
+        if key in flat and str(flat[key]) in by_text:
+            set_dotted(resolved, key, by_text[str(flat[key])])
     run_schema = {**schema["$defs"]["run"], "$defs": schema["$defs"]}
     where = f"studies.{study}.conditions.{condition}"
     _check(resolved, run_schema, where)

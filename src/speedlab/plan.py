@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from speedlab.config import config_hash, run_config, validate
+from speedlab.config import condition_seeds, config_hash, run_config, validate
 
 RUNS = Path("results/runs")
 
@@ -108,18 +108,20 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
     finished = finished_runs(root)
     price = gpu_hour_price(config)
     rows = []
-    for study, spec in config["studies"].items():
+    for study in config.get("run_studies") or config["studies"]:
+        spec = config["studies"][study]
         for condition in spec["conditions"]:
             cfg = run_config(config, study, condition)
             step_s, source = step_time(config, study, condition, finished)
             current = config_hash(cfg)
+            seeds = condition_seeds(spec, condition)
             done = sum(
                 (r["study"], r["condition"], r["seed"], r["config_hash"])
                 == (study, condition, s, current)
                 for r in finished
-                for s in spec["seeds"]
+                for s in seeds
             )
-            pending = len(spec["seeds"]) - done
+            pending = len(seeds) - done
             hours = train_seconds(cfg, step_s) / 3600
             gpus = cfg["train"]["gpus"]
             rows.append(
@@ -127,7 +129,7 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
                     "study": study,
                     "condition": condition,
                     "gpus": gpus,
-                    "runs": len(spec["seeds"]),
+                    "runs": len(seeds),
                     "done": done,
                     "pending": pending,
                     "step_s": step_s,

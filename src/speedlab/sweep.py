@@ -351,10 +351,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples for p_best")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--conditions", help="comma-separated: only these conditions form the sweep")
     p.add_argument("--table-out", required=True, type=Path, help="output CSV")
     p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
     args = p.parse_args(argv)
     runs = pd.read_parquet(args.runs)
+    if args.conditions:
+        runs = runs[runs["condition"].isin(args.conditions.split(","))]
     table = sweep_table(
         runs, args.key, args.metric, args.group, args.default, args.alpha, args.n_boot, args.seed
     )

@@ -258,6 +258,8 @@ def train(
                 loss = train_model(x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro])
             (loss / accum).backward()
             loss_sum += loss.detach() / accum
+        if ocfg["grad_clip"] is not None:  # global-norm clipping over all parameters
+            torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg["grad_clip"])
         for opt in optimizers:
             opt.step()
         if renormalize:
