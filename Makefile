@@ -22,7 +22,7 @@ comma := ,
 # DATA overrides data.source/data.local on the command line; the rest of `data` stays as is.
 SNAKEMAKE_DATA := $(if $(DATA),--config "data={source: local$(comma) local: '$(DATA)'}")
 
-.PHONY: setup run plan test lint report clean
+.PHONY: setup run plan test lint report studies-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,17 @@ run: setup
 # Runs done and pending per study, GPU-hours and cost still needed (make plan ARGS='--config scale=full').
 plan: setup
 	$(BIN)/snakemake plan --cores 1 $(SNAKEMAKE_DATA) $(ARGS) --quiet all
+
+# The study catalogue (config/studies/*.yaml) at smoke scale on this machine, each to its report,
+# on the quickstart's documents (the hub, or ../shared when offline).
+CATALOGUE ?= lmd_sweep lmd_ablation lr_sweep muon_upgrades wd_scaling ngpt_alpha
+SMOKE_DATA := "data={corpus: fineweb10B-sample$(comma) source: hf}"
+studies-smoke: setup
+	for s in $(CATALOGUE); do \
+		$(BIN)/snakemake --profile profiles/local --cores $(CORES) \
+			--configfile config/studies/$$s.yaml --config scale=smoke $(SMOKE_DATA) $(ARGS) \
+			|| exit 1; \
+	done
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,0 +1,163 @@
+"""The study catalogue (config/studies/*.yaml): each full config against the published numbers,
+and what each plans at full scale."""
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from conftest import REPO
+from speedlab.config import condition_seeds, planned_seeds, run_config, validate
+from speedlab.plan import plan_table
+
+BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+CATALOGUE = ["lmd_sweep", "lmd_ablation", "lr_sweep", "muon_upgrades", "wd_scaling", "ngpt_alpha"]
+
+
+def study_config(name: str, scale: str = "full") -> dict:
+    """The config snakemake sees with `--configfile config/studies/<name>.yaml`."""
+    config = copy.deepcopy(BASE)
+    update_config(config, yaml.safe_load((REPO / "config/studies" / f"{name}.yaml").read_text()))
+    config["scale"] = scale
+    return validate(config)
+
+
+def resolved(config, study):
+    return {c: run_config(config, study, c) for c in config["studies"][study]["conditions"]}
+
+
+def test_the_catalogue_is_complete():
+    assert sorted(p.stem for p in (REPO / "config/studies").glob("*.yaml")) == sorted(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", ["lmd_sweep", "lmd_ablation"])
+def test_lmd_studies_as_published(name):
+    config = study_config(name)
+    study = config["studies"][name]
+    runs = resolved(config, name)
+    for cfg in runs.values():
+        m, o, t = cfg["model"], cfg["optim"], cfg["train"]
+        assert (m["n_layer"], m["d_model"], m["n_head"], m["vocab_size"]) == (12, 768, 6, 50304)
+        assert (o["matrix_lr"], o["embed_lr"], o["scalar_lr"]) == (0.00036, 0.0036, 0.0036)
+        assert (t["steps"], t["seq_len"], t["val_every"]) == (5100, 1024, 125)
+    schedule = {
+        c: (
+            (cfg["optim"]["momentum_first"], cfg["optim"]["momentum_last"])
+            if cfg["optim"]["momentum_schedule"] == "linear"
+            else (cfg["optim"]["momentum"],) * 2
+        )
+        for c, cfg in runs.items()
+    }
+    seeds = {c: condition_seeds(study, c) for c in study["conditions"]}
+    if name == "lmd_sweep":
+        assert all(
+            cfg["train"]["batch_seqs"] == 128 and cfg["train"]["gpus"] == 2 for cfg in runs.values()
+        )
+        assert schedule == {
+            "baseline": (0.95, 0.95),
+            "conservative": (0.96, 0.94),
+            "moderate": (0.98, 0.90),
+            "aggressive": (0.99, 0.85),
+            "inverse": (0.90, 0.98),
+        }
+        assert seeds == {
+            "baseline": [983],
+            "conservative": [41512, 54740, 57754],
+            "moderate": [42, 112, 25392, 86050],
+            "aggressive": [32514, 79280, 91359],
+            "inverse": [12564, 71486, 82214],
+        }
+    else:
+        assert all(
+            cfg["train"]["batch_seqs"] == 512 and cfg["train"]["gpus"] == 8 for cfg in runs.values()
+        )
+        assert schedule == {
+            "baseline": (0.95, 0.95),
+            "moderate": (0.98, 0.90),
+            "fixed_high": (0.98, 0.98),
+            "fixed_low": (0.90, 0.90),
+        }
+        assert seeds == {
+            "baseline": [92605, 923],
+            "moderate": [23513, 38685, 62289, 32437],
+            "fixed_high": [67440],
+            "fixed_low": [2075],
+        }
+        assert planned_seeds(study) == 10
+    assert study["metric"] == "val_loss"
+
+
+def test_lr_sweep_as_published():
+    config = study_config("lr_sweep")
+    study = config["studies"]["lr_sweep"]
+    runs = resolved(config, "lr_sweep")
+    lrs = {
+        c: cfg["optim"]["matrix_lr"] for c, cfg in runs.items() if c in study["sweep"]["conditions"]
+    }
+    assert sorted(lrs.values()) == [0.015, 0.02, 0.025, 0.03, 0.04, 0.06]
+    assert (
+        study["sweep"]["default"] == 0.04 and runs[study["baseline"]]["optim"]["matrix_lr"] == 0.04
+    )
+    tuned = runs["lr0p02_tuned"]["optim"]
+    assert (tuned["matrix_lr"], tuned["scalar_lr"], tuned["embed_lr"]) == (0.02, 0.02, 0.03)
+    default = runs["lr0p04"]
+    assert (default["optim"]["scalar_lr"], default["optim"]["embed_lr"]) == (0.04, 0.05)
+    for cfg in runs.values():
+        m, t = cfg["model"], cfg["train"]
+        assert (m["n_layer"], m["d_model"], m["n_kv_head"], m["mlp_mult"]) == (9, 512, 4, 2)
+        assert t["batch_seqs"] * t["seq_len"] == 524_288 and t["seq_len"] == 1024
+        assert (t["max_wallclock_s"], t["steps"], t["val_every"], t["gpus"]) == (600, 20000, 200, 8)
+        assert cfg["quant"]["scheme"] == "parameter_golf"
+    assert study["metric"] == "q_val_bpb"
+
+
+def test_muon_upgrades_and_wd_scaling():
+    config = study_config("muon_upgrades")
+    runs = resolved(config, "muon_upgrades")
+    o = {c: cfg["optim"] for c, cfg in runs.items()}
+    assert o["polar_express"]["orthogonalize"] == "polar_express"
+    assert o["baseline"]["orthogonalize"] == "newton_schulz5" and o["baseline"]["grad_clip"] is None
+    assert o["normuon"]["normuon"] and o["cautious_wd"]["cautious_wd"]
+    assert o["wd_linear_to_zero"]["wd_schedule"] == "linear_to_zero"
+    assert sorted(v["grad_clip"] for v in o.values() if v["grad_clip"]) == [0.25, 0.5, 1.0, 2.0]
+
+    config = study_config("wd_scaling")
+    study = config["studies"]["wd_scaling"]
+    runs = resolved(config, "wd_scaling")
+    shapes = {(c["model"]["n_layer"], c["model"]["d_model"]) for c in runs.values()}
+    assert shapes == {(8, 512), (12, 768), (16, 1024), (20, 1280)}
+    for width in (512, 768, 1024, 1280):  # the published optima lie inside each width's grid
+        grid = sorted(
+            c["optim"]["weight_decay"] for c in runs.values() if c["model"]["d_model"] == width
+        )
+        assert grid[0] < 0.08 and grid[-1] > 0.40
+    sweep = study["sweep"]
+    assert (sweep["key"], sweep["group"]) == ("optim.weight_decay", "model.d_model")
+    assert sweep["fit"] and sweep["expect_exponent"] == -2
+    smoke = resolved(study_config("wd_scaling", "smoke"), "wd_scaling")
+    assert {c["model"]["d_model"] for c in smoke.values()} == {32, 48, 64, 96}
+
+
+def test_ngpt_alpha_as_published():
+    config = study_config("ngpt_alpha")
+    runs = resolved(config, "ngpt_alpha")
+    alphas = sorted(cfg["model"]["ngpt"]["alpha_init"] for cfg in runs.values())
+    assert alphas == [0.05, 0.08, 0.10, 0.12, 0.15, 0.18, 0.20, 0.22, 0.25, 0.28, 0.30, 0.35]
+    for cfg in runs.values():
+        m, o, t = cfg["model"], cfg["optim"], cfg["train"]
+        assert m["kind"] == "ngpt" and (m["n_layer"], m["d_model"], m["n_head"]) == (6, 256, 8)
+        assert (t["seq_len"], t["steps"], t["batch_seqs"]) == (128, 500, 16)
+        assert (o["matrix_lr"], o["scalar_lr"], m["ngpt"]["sz_init"]) == (0.001, 0.0003, 10.0)
+    assert len(config["studies"]["ngpt_alpha"]["seeds"]) >= 3
+
+
+@pytest.mark.parametrize(
+    "name, runs",
+    [("lmd_sweep", 14), ("lmd_ablation", 8), ("lr_sweep", 21), ("muon_upgrades", 27),
+     ("wd_scaling", 40), ("ngpt_alpha", 36)],
+)  # fmt: skip
+def test_full_scale_plan_counts_the_runs_and_their_gpu_hours(name, runs, tmp_path):
+    table = plan_table(study_config(name), tmp_path)
+    assert set(table["study"]) == {name} and table["runs"].sum() == runs
+    assert table["pending"].sum() == runs and (table["gpu_hours_pending"] > 0).all()
