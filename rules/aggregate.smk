@@ -145,6 +145,32 @@ rule plot_quant_gap:
         " --out {output.figure:q} > {log:q} 2>&1"
 
 
+rule plot_momentum:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        code=module_code("figures"),
+    output:
+        figure=report(
+            "results/studies/{study}/figures/momentum_per_layer.png",
+            category="{study}",
+            subcategory="Design",
+            labels={"figure": "momentum per layer"},
+        ),
+        pdf="results/studies/{study}/figures/momentum_per_layer.pdf",
+    log:
+        "logs/plot_momentum/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        baseline=study_param("baseline"),
+        conditions=study_condition_list,
+    shell:
+        "python -m speedlab.figures momentum --runs {input.runs:q}"
+        " --conditions {params.conditions} --baseline {params.baseline}"
+        " --out {output.figure:q} > {log:q} 2>&1"
+
+
 rule analyse_sweep:
     input:
         runs="results/studies/{study}/runs.parquet",

@@ -171,11 +171,34 @@ def study_condition_list(wildcards):
     return ",".join(study_conditions(study_of(wildcards)))
 
 
+def varies_momentum(wildcards):
+    """Whether the study's conditions differ in their per-layer Muon momentum."""
+    study = study_of(wildcards)
+    keys = (
+        "momentum_schedule",
+        "momentum",
+        "momentum_first",
+        "momentum_last",
+        "momentum_list",
+    )
+    designs = set()
+    for condition in study["conditions"]:
+        o = resolved(wildcards.study, condition)["optim"]
+        design = tuple(json.dumps(o.get(k)) for k in keys)
+        if o["momentum_schedule"] == "uniform":
+            design = ("uniform", o["momentum"])
+        designs.add(design)
+    return len(designs) > 1
+
+
 def sweep_outputs(wildcards):
-    """write_report's optional inputs: the sweep table/figure and the scaling fit, if declared."""
+    """write_report's optional inputs: the momentum design figure when conditions differ in
+    momentum, the sweep table/figure and the scaling fit when declared."""
     sweep = study_of(wildcards)["sweep"]
     base = f"results/studies/{wildcards.study}"
     files = {}
+    if varies_momentum(wildcards):
+        files["momentum_figure"] = f"{base}/figures/momentum_per_layer.png"
     if sweep:
         files.update(
             sweep=f"{base}/sweep.csv", sweep_figure=f"{base}/figures/sweep.png"
@@ -205,6 +228,9 @@ def sweep_options(sweep, expect=False):
 def report_options(input):
     """speedlab.report's --sweep/--scaling options for the optional inputs write_report got."""
     options = []
+    if "momentum_figure" in input.keys():
+        figure = input["momentum_figure"]
+        options.append(f"--figure {shlex.quote(f'Momentum per layer={figure}')}")
     for name in ("sweep", "scaling"):
         if name in input.keys():
             options.append(f"--{name} {shlex.quote(input[name])}")

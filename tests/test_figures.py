@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from speedlab.figures import plot_curves, plot_final
 
@@ -117,3 +118,33 @@ def test_quantization_cost_figure(tmp_path):
     )
     out = plot_quant_gap(runs, tmp_path / "q.png", conditions=["a", "b"], baseline="a")
     assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 20_000
+
+
+def test_momentum_per_layer_comes_from_each_conditions_config(tmp_path):
+    from speedlab.figures import condition_momenta, plot_momentum
+
+    def run(cond, schedule, first=0.95, last=0.95, values=None):
+        return {
+            "condition": cond,
+            "cfg.optim.momentum_schedule": schedule,
+            "cfg.model.n_layer": 4,
+            "cfg.optim.momentum": 0.95,
+            "cfg.optim.momentum_first": first,
+            "cfg.optim.momentum_last": last,
+            "cfg.optim.momentum_list": values,
+        }
+
+    runs = pd.DataFrame(
+        [
+            run("uniform", "uniform"),
+            run("moderate", "linear", 0.98, 0.90),
+            run("listed", "list", values=[0.9, 0.91, 0.92, 0.93]),
+            {"condition": "imported"},  # a run from another tool: no schedule known
+        ]
+    )
+    m = condition_momenta(runs)
+    assert m["uniform"] == [0.95] * 4 and m["listed"] == [0.9, 0.91, 0.92, 0.93]
+    assert m["moderate"] == pytest.approx([0.98, 0.98 - 0.08 / 3, 0.98 - 0.16 / 3, 0.90])
+    assert "imported" not in m
+    out = plot_momentum(runs, tmp_path / "m.png", baseline="uniform")
+    assert out.read_bytes().startswith(PNG_MAGIC) and out.with_suffix(".pdf").exists()

@@ -271,6 +271,49 @@ def plot_quant_gap(
     return save_figure(fig, out_png)
 
 
+def condition_momenta(runs: pd.DataFrame) -> dict[str, list[float]]:
+    """Each condition's target Muon momentum per layer, from the config columns of its runs."""
+    from speedlab.optim import layer_momenta
+
+    out = {}
+    for condition, rows in runs.groupby("condition", sort=False):
+        r = rows.iloc[0]
+        if pd.isna(r.get("cfg.optim.momentum_schedule")):
+            continue  # an imported run: its schedule is not known
+        values = r.get("cfg.optim.momentum_list")
+        out[condition] = layer_momenta(
+            r["cfg.optim.momentum_schedule"],
+            int(r["cfg.model.n_layer"]),
+            float(r["cfg.optim.momentum"]),
+            float(r["cfg.optim.momentum_first"]),
+            float(r["cfg.optim.momentum_last"]),
+            None if values is None or (np.isscalar(values) and pd.isna(values)) else list(values),
+        )
+    return out
+
+
+def plot_momentum(
+    runs: pd.DataFrame,
+    out_png: str | Path,
+    conditions: list[str] | None = None,
+    baseline: str | None = None,
+) -> Path:
+    """Target Muon momentum of each layer (after warmup) for each condition: the design of a
+    layer-wise momentum study at a glance."""
+    momenta = condition_momenta(runs)
+    order = [c for c in _order(list(momenta), conditions, baseline) if c in momenta]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for condition, color in zip(order, themed_colors(len(order)), strict=True):
+        layers = np.arange(len(momenta[condition]))
+        ax.plot(layers, momenta[condition], "o-", color=color, label=condition, lw=2, ms=5)
+    ax.set_xlabel("layer (0 = next to the embedding)")
+    ax.set_ylabel("Muon momentum after warmup")
+    ax.set_title("Momentum per layer, by condition")
+    ax.legend(title="condition", fontsize=9, title_fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_png)
+
+
 def save_figure(fig: plt.Figure, out_png: str | Path) -> Path:
     """The figure as PNG (for the reports) and as PDF beside it (for papers), both atomically."""
     out_png = Path(out_png)
@@ -308,9 +351,17 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--baseline", help="condition listed first")
     q.add_argument("--out", required=True, type=Path)
 
+    mo = sub.add_parser("momentum", help="Muon momentum per layer for each condition")
+    mo.add_argument("--runs", required=True, type=Path, help="runs.parquet")
+    mo.add_argument("--conditions", type=split_list, help="comma-separated order")
+    mo.add_argument("--baseline", help="condition listed first")
+    mo.add_argument("--out", required=True, type=Path)
+
     args = p.parse_args(argv)
     if args.kind == "quant":
         plot_quant_gap(pd.read_parquet(args.runs), args.out, args.conditions, args.baseline)
+    elif args.kind == "momentum":
+        plot_momentum(pd.read_parquet(args.runs), args.out, args.conditions, args.baseline)
     elif args.kind == "curves":
         plot_curves(
             pd.read_parquet(args.curves),
