@@ -48,6 +48,30 @@ def sp_model(tmp_path_factory, texts):
     return d / "sp.model"
 
 
+def snakemake_cmd(workdir: Path, *args) -> list[str]:
+    """snakemake on this repository's workflow, run in `workdir` with its config.yaml."""
+    return [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
+
+
+def smoke_quickstart_config() -> dict:
+    """The quickstart at smoke scale on 400 local FineWeb documents (seconds per run)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["scale"] = "smoke"
+    config["data"].update(source="local", local=str(FINEWEB_JSONL), max_docs=400, val_docs=40)
+    return config
+
+
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory, sp_model, texts):
     """Train/val shards of real FineWeb text with the session tokenizer, and its byte table."""

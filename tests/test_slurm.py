@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import FINEWEB_JSONL, REPO
+from conftest import REPO, smoke_quickstart_config, snakemake_cmd
 
 CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
@@ -41,27 +41,12 @@ def env():
 
 
 def smoke_config(workdir: Path, **study) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["scale"] = "smoke"
-    config["data"].update(source="local", local=str(FINEWEB_JSONL), max_docs=400, val_docs=40)
+    config = smoke_quickstart_config()
     if study:
         config["studies"] = {"fault": study}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def snakemake_cmd(workdir: Path, *args) -> list[str]:
-    return [
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
 
 
 def run(cmd, env, ok=True):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from test_import_logs import GOLF_DATA, golf_log
 
-from conftest import FINEWEB_JSONL, REPO
+from conftest import REPO, smoke_quickstart_config, snakemake_cmd
 
 STUDY = "results/studies/quickstart"
 
@@ -15,9 +15,7 @@ STUDY = "results/studies/quickstart"
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("quickstart")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["scale"] = "smoke"
-    config["data"].update(source="local", local=str(FINEWEB_JSONL), max_docs=400, val_docs=40)
+    config = smoke_quickstart_config()
     # A sweep study, and a study whose baseline is two runs imported from parameter-golf logs.
     config["studies"]["lr"] = {
         "baseline": "lr04",
@@ -41,18 +39,7 @@ def workdir(tmp_path_factory):
 
 
 def snakemake(workdir, *args, env):
-    cmd = [
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
+    cmd = snakemake_cmd(workdir, "--cores", "2", *args)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout + p.stderr

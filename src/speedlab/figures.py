@@ -140,17 +140,7 @@ def plot_curves(
         fontsize=9,
         title_fontsize=9,
     )
-    fig.text(
-        0.01,
-        0.01,
-        f"thin lines: individual seeds{note}",
-        ha="left",
-        va="bottom",
-        fontsize=8,
-        color="0.35",
-    )
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, footnote=f"thin lines: individual seeds{note}")
 
 
 def plot_final(
@@ -226,17 +216,9 @@ def plot_final(
     ax.set_ylabel(metric_label(metric))
     ci = f"{100 * (1 - alpha):.0f}%"
     ax.set_title(title or f"Final {metric_label(metric)}")
-    fig.text(
-        0.01,
-        0.01,
-        f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval",
-        ha="left",
-        va="bottom",
-        fontsize=8,
-        color="0.35",
+    return save_figure(
+        fig, out_png, footnote=f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval"
     )
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return save_figure(fig, out_png)
 
 
 def plot_quant_gap(
@@ -314,8 +296,13 @@ def plot_momentum(
     return save_figure(fig, out_png)
 
 
-def save_figure(fig: plt.Figure, out_png: str | Path) -> Path:
-    """The figure as PNG (for the reports) and as PDF beside it (for papers), both atomically."""
+def save_figure(fig: plt.Figure, out_png: str | Path, footnote: str | None = None) -> Path:
+    """The figure as PNG (for the reports) and as PDF beside it (for papers), both atomically;
+    a footnote (how to read the marks) goes in small grey text at the bottom left."""
+    if footnote is not None:
+        fig.text(0.01, 0.01, footnote, ha="left", va="bottom", fontsize=8, color="0.35")
+        lines = footnote.count("\n") + 1
+        fig.tight_layout(rect=(0, 0.03 * lines, 1, 1))
     out_png = Path(out_png)
     for path, fmt in ((out_png, "png"), (out_png.with_suffix(".pdf"), "pdf")):
         with atomic_path(path) as tmp:

@@ -314,19 +314,12 @@ def plot_sweep(
     ax.set_title(title or f"{metric_label(metric)} vs {key}{where}")
     ax.legend(fontsize=9, title_fontsize=9, loc="best")
     ci = f"{100 * (1 - alpha):.0f}%"
-    fig.text(
-        0.01,
-        0.01,
+    footnote = (
         f"bars: mean with {ci} t-interval over seeds; rings: seeds (diverged excluded); "
         "★: lowest mean (lower is better)\n"
-        "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean",
-        ha="left",
-        va="bottom",
-        fontsize=8,
-        color="0.35",
+        "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean"
     )
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return save_figure(fig, out_png)
+    return save_figure(fig, out_png, footnote=footnote)
 
 
 def parse_value(text: str):
