@@ -8,6 +8,8 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from speedlab.scaling import (
@@ -156,25 +158,17 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "^-2.000" in capsys.readouterr().out
 
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - hypothesis is an optional dev dependency
-    given = None
-
-if given is not None:
-
-    @settings(max_examples=50, deadline=None)
-    @given(
-        k=st.floats(1e-3, 1e3),
-        exponent=st.floats(-3.0, 3.0),
-        x=st.lists(st.floats(1.0, 1e4), min_size=3, max_size=8, unique=True).filter(
-            lambda v: np.ptp(np.log(v)) > 0.1
-        ),
-    )
-    def test_exact_power_laws_are_recovered(k, exponent, x):
-        x = np.array(x)
-        fit = power_law_fit(x, k * x**exponent)
-        assert fit["exponent"] == pytest.approx(exponent, abs=1e-8)
-        assert fit["k"] == pytest.approx(k, rel=1e-6)
-        assert fit["exponent_low"] <= exponent + 1e-8 and exponent - 1e-8 <= fit["exponent_high"]
+@settings(max_examples=50, deadline=None)
+@given(
+    k=st.floats(1e-3, 1e3),
+    exponent=st.floats(-3.0, 3.0),
+    x=st.lists(st.floats(1.0, 1e4), min_size=3, max_size=8, unique=True).filter(
+        lambda v: np.ptp(np.log(v)) > 0.1
+    ),
+)
+def test_exact_power_laws_are_recovered(k, exponent, x):
+    x = np.array(x)
+    fit = power_law_fit(x, k * x**exponent)
+    assert fit["exponent"] == pytest.approx(exponent, abs=1e-8)
+    assert fit["k"] == pytest.approx(k, rel=1e-6)
+    assert fit["exponent_low"] <= exponent + 1e-8 and exponent - 1e-8 <= fit["exponent_high"]

@@ -6,6 +6,8 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from speedlab.sweep import (
@@ -199,26 +201,20 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "model.d_model=128: best optim.matrix_lr=0.04" in capsys.readouterr().out
 
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError:  # pragma: no cover - hypothesis is an optional dev dependency
-    given = None
+cell = st.lists(st.floats(0.5, 5.0, allow_nan=False), min_size=1, max_size=5)
 
-if given is not None:
-    cell = st.lists(st.floats(0.5, 5.0, allow_nan=False), min_size=1, max_size=5)
 
-    @settings(max_examples=25, deadline=None)
-    @given(cells=st.lists(cell, min_size=2, max_size=5), order=st.randoms(use_true_random=False))
-    def test_table_properties(cells, order):
-        rows = [run(0.01 * 2**i, s, v) for i, xs in enumerate(cells) for s, v in enumerate(xs)]
-        runs = pd.DataFrame(rows)
-        table = sweep_table(runs, KEY, "q_val_bpb", default=0.01, n_boot=200)
-        assert table["p_best"].sum() == pytest.approx(1.0)
-        assert table["is_best"].sum() == 1
-        assert table.loc[table["is_best"], "mean"].iloc[0] == table["mean"].min()
-        # Row order of the runs does not matter, bootstrap included.
-        index = list(runs.index)
-        order.shuffle(index)
-        shuffled = sweep_table(runs.loc[index], KEY, "q_val_bpb", default=0.01, n_boot=200)
-        pd.testing.assert_frame_equal(table, shuffled)
+@settings(max_examples=25, deadline=None)
+@given(cells=st.lists(cell, min_size=2, max_size=5), order=st.randoms(use_true_random=False))
+def test_table_properties(cells, order):
+    rows = [run(0.01 * 2**i, s, v) for i, xs in enumerate(cells) for s, v in enumerate(xs)]
+    runs = pd.DataFrame(rows)
+    table = sweep_table(runs, KEY, "q_val_bpb", default=0.01, n_boot=200)
+    assert table["p_best"].sum() == pytest.approx(1.0)
+    assert table["is_best"].sum() == 1
+    assert table.loc[table["is_best"], "mean"].iloc[0] == table["mean"].min()
+    # Row order of the runs does not matter, bootstrap included.
+    index = list(runs.index)
+    order.shuffle(index)
+    shuffled = sweep_table(runs.loc[index], KEY, "q_val_bpb", default=0.01, n_boot=200)
+    pd.testing.assert_frame_equal(table, shuffled)
