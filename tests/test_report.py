@@ -216,3 +216,13 @@ def test_sweep_and_scaling_sections(tmp_path):
     scaling_part = text.split("## Scaling fit")[1].split("## Figures")[0]
     assert f"α = {fit['fit']['exponent']:.3f}".replace("-", "\u2212") in scaling_part
     assert "The expected exponent \u22122.00 is inside the t-interval." in scaling_part
+
+
+def test_fewer_runs_than_planned_says_what_can_be_detected(study):
+    from speedlab.stats import detectable_effect
+
+    text = write_report(
+        "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "q_val_bpb", "uniform", 10
+    )
+    line = next(ln for ln in text.splitlines() if ln.startswith("- Fewer runs than planned"))
+    assert f"`layerwise` (n=3 vs 3): |g| ≥ {detectable_effect(3, 3):.2f}" in line

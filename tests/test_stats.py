@@ -333,3 +333,18 @@ def test_time_is_its_own_block_and_json_lists_exclusions(tmp_path):
     row = next(r for r in doc["metrics"]["q_val_bpb"] if r["condition"] == "layerwise")
     assert row["welch_p"] == t.loc[("q_val_bpb", "layerwise"), "welch_p"]
     assert pd.read_csv(tmp_path / "s.csv").shape == table.shape
+
+
+def test_detectable_effect_inverts_the_power_function():
+    from speedlab.stats import detectable_effect, t_test_power
+
+    g = detectable_effect(5, 5)
+    assert t_test_power(g, 5) == pytest.approx(0.8, abs=1e-9)  # equal n: the same power curve
+    # unequal n: check against the noncentral t directly
+    g = detectable_effect(2, 4)
+    df, ncp = 4, g * np.sqrt(2 * 4 / 6)
+    crit = sps.t.ppf(0.975, df)
+    power = sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
+    assert power == pytest.approx(0.8, abs=1e-9)
+    assert detectable_effect(10, 10) < detectable_effect(4, 4) < detectable_effect(2, 4)
+    assert np.isnan(detectable_effect(1, 4))

@@ -12,9 +12,18 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from speedlab.stats import BETTER, INSUFFICIENT, NO_DIFFERENCE, POWER_MAX_N, WORSE, summarize
+from speedlab.stats import (
+    BETTER,
+    INSUFFICIENT,
+    NO_DIFFERENCE,
+    POWER_MAX_N,
+    WORSE,
+    detectable_effect,
+    summarize,
+)
 
 LABELS = {
     "q_val_bpb": "post-quant val_bpb",
@@ -195,6 +204,21 @@ def _design(runs: pd.DataFrame, stats: pd.DataFrame, baseline: str, planned: int
         + (f", {_span(ref['n_params'], True)} parameters" if "n_params" in ref else ""),
         f"- Total training time: {_duration(runs['train_time_s'].sum())} over {len(runs)} runs",
     ]
+    short = stats[(stats["n"] < planned) & (stats["condition"] != baseline)]
+    n_base = int(stats.set_index("condition").loc[baseline, "n"])
+    if len(short) or n_base < planned:
+        bounds = []
+        for r in stats[stats["condition"] != baseline].itertuples():
+            g = detectable_effect(int(r.n), n_base)
+            bounds.append(
+                f"`{r.condition}` (n={int(r.n)} vs {n_base}): "
+                + (f"|g| ≥ {g:.2f}" if np.isfinite(g) else "no test (an arm has one run)")
+            )
+        lines.append(
+            "- Fewer runs than planned: with the runs present, a two-sided t-test has 80% power "
+            "only for effects of " + "; ".join(bounds) + " (Hedges g, standardized by the "
+            "pooled sd). Smaller effects can be neither shown nor ruled out."
+        )
     # Provenance columns are written by speedlab.collect but are not part of the core schema.
     provenance = [c for c in ("device", "host", "torch") if c in runs]
     if provenance:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from scipy import special as spsp
 from scipy import stats as sps
 
@@ -243,6 +244,30 @@ def n_for_power(effect: float, alpha: float = 0.05, target: float = POWER_TARGET
     n = np.arange(2, POWER_MAX_N + 1)
     reached = np.flatnonzero(t_test_power(effect, n, alpha) >= target)
     return float(n[reached[0]]) if len(reached) else float(POWER_MAX_N)
+
+
+def detectable_effect(
+    n_a: int, n_b: int, alpha: float = 0.05, target: float = POWER_TARGET
+) -> float:
+    """Smallest |Hedges g| a two-sided two-sample t-test with n_a and n_b runs detects with
+    `target` power (noncentral t, df = n_a + n_b - 2, ncp = g * sqrt(n_a n_b / (n_a + n_b)));
+    NaN when an arm has fewer than 2 runs."""
+    if n_a < 2 or n_b < 2:
+        return np.nan
+    df = n_a + n_b - 2
+    scale = np.sqrt(n_a * n_b / (n_a + n_b))
+    crit = sps.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(g: float) -> float:
+        ncp = g * scale
+        # Far out the lower tail underflows to NaN in scipy's nct: it is 0 there.
+        lower = np.nan_to_num(sps.nct.cdf(-crit, df, ncp))
+        return np.nan_to_num(sps.nct.sf(crit, df, ncp), nan=1.0) + lower - target
+
+    # The noncentral t loses precision far out; no design here needs g beyond 50.
+    if shortfall(50.0) < 0:
+        return np.inf
+    return float(optimize.brentq(shortfall, 1e-6, 50.0))
 
 
 def record_verdict(diff: float, p_less: float) -> str:
