@@ -35,6 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from speedlab.collect import curve_rows  # noqa: E402
 from speedlab.config import run_config, validate  # noqa: E402
 from speedlab.import_logs import import_log  # noqa: E402
 from speedlab.stats import stats_table  # noqa: E402
@@ -119,15 +120,6 @@ def steady_tokens_per_s(curves: pd.DataFrame, tokens_per_step: int, skip: int) -
     return (last["step"] - first["step"]) * tokens_per_step / (last["time_s"] - first["time_s"])
 
 
-def speedlab_curves(metrics: Path) -> pd.DataFrame:
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    return pd.DataFrame(
-        {"step": r["step"], "time_s": r["time_s"], "metric": "train_loss"}
-        for r in rows
-        if "train_loss" in r
-    )
-
-
 def torchrun(nproc: int) -> list[str]:
     return [
         sys.executable,
@@ -157,7 +149,7 @@ def run_speedlab(cfg: dict, seed: int, shards: Path, out: Path, nproc: int) -> d
         "q_val_bpb": roundtrip["q_val_bpb"],
         "n_params": summary["n_params"],
         "peak_memory_mb": summary["peak_memory_mb"],
-        "curves": speedlab_curves(out / "metrics.jsonl"),
+        "curves": pd.DataFrame(curve_rows(out, "bench", "speedlab", seed)),
     }
 
 

@@ -114,8 +114,19 @@ def typed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[[*COLUMNS, *cfg]]
 
 
+# curves.parquet: its columns in order, and the typed ones.
+CURVE_COLUMNS = ("study", "condition", "seed", "step", "tokens", "time_s", "metric", "value")
+CURVE_DTYPES = {
+    "seed": "int64",
+    "step": "int64",
+    "tokens": "int64",
+    "time_s": "float64",
+    "value": "float64",
+}
+
+
 def typed_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    return curves.astype({"seed": "int64", "step": "int64", "tokens": "int64", "time_s": "float64"})
+    return curves.astype(CURVE_DTYPES)
 
 
 def collect(

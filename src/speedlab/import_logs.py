@@ -57,7 +57,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from speedlab.collect import typed_runs
+from speedlab.collect import CURVE_COLUMNS, typed_curves, typed_runs
 from speedlab.files import atomic_path
 
 SOURCES = ("parameter_golf", "modded_nanogpt")
@@ -112,8 +112,6 @@ GPU_ROW = re.compile(r"\|\s+\d+\s+(.+?)\s+(?:On|Off)\s+\|")  # nvidia-smi: | 0  
 PROCESS_ROW = re.compile(r"\|\s+(\d+)\s+\S+\s+\S+\s+\d+\s+C\s+\S*python")  # | gpu N/A N/A pid C ..
 
 RUN_EXTRA_COLUMNS = ("step_avg_ms",)  # beyond collect.COLUMNS
-CURVE_COLUMNS = ("study", "condition", "seed", "step", "tokens", "time_s", "metric", "value")
-CURVE_DTYPES = {"seed": "int64", "step": "int64", "tokens": "int64", "time_s": "float64"}
 
 
 class Point(NamedTuple):
@@ -360,9 +358,7 @@ def runs_frame(row: dict) -> pd.DataFrame:
 
 
 def curves_frame(curves: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(curves, columns=list(CURVE_COLUMNS)).astype(
-        {**CURVE_DTYPES, "value": "float64"}
-    )
+    return typed_curves(pd.DataFrame(curves, columns=list(CURVE_COLUMNS)))
 
 
 def main(argv=None) -> None:
