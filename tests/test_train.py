@@ -195,7 +195,7 @@ def test_global_batch_is_fixed_whatever_the_process_count(tmp_path, shards, cli_
             "--token-bytes", str(shards / "token_bytes.npy"),
             "--out-dir", str(tmp_path / "two")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True, env=cli_env, timeout=300)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-8000:]  # each rank's error too
     two = json.loads((tmp_path / "two/summary.json").read_text())
     assert json.loads((tmp_path / "two/provenance.json").read_text())["world_size"] == 2
     one_rows, two_rows = (read_metrics(tmp_path / d / "metrics.jsonl") for d in ("one", "two"))

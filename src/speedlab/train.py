@@ -307,7 +307,8 @@ def train(
         if out_of_time:
             say(f"max_wallclock_s={wallclock:g} reached at step {step}")
             break
-    if not world.main:  # rank 0 alone writes the outputs
+    if not world.main:  # rank 0 alone writes the outputs; the others wait for it, then all
+        world.barrier()  # leave together (a gloo peer exiting early can abort the other)
         distributed.teardown(world)
         return {}
     metrics.close()
@@ -370,6 +371,7 @@ def train(
     _write_json(out_dir / "provenance.json", provenance)
     if ckpt_path:
         ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
+    world.barrier()
     distributed.teardown(world)
     return summary
 
