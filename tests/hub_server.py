@@ -1,6 +1,6 @@
 """A loopback stand-in for the Hugging Face Hub, enough for HfFileSystem and hf_hub_download.
 
-It serves dataset repos snapshotted from local directories and answers the requests that
+It serves dataset and model repos snapshotted from local directories and answers the requests that
 huggingface_hub 2.4.0 makes (found by logging them): repo info, tree listing (cursor pagination
 announced in a Link header, as the Hub does), paths-info, and file resolve (HEAD with the headers
 hf_hub_download checks, GET with Range). Every request is logged with the bytes sent, so a test
@@ -22,8 +22,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _DATE = "2024-05-01T00:00:00.000Z"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
-_API = re.compile(r"/api/datasets/([^/]+/[^/]+)(?:/(revision|tree|paths-info)/([^/]+)(?:/(.*))?)?$")
-_RESOLVE = re.compile(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_API = re.compile(
+    r"/api/(datasets|models)/([^/]+/[^/]+)(?:/(revision|tree|paths-info)/([^/]+)(?:/(.*))?)?$"
+)
+_RESOLVE = re.compile(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")  # no prefix: a model
 
 
 @dataclass
@@ -37,11 +39,12 @@ class Served:
 
 
 class FakeHub:
-    """Serve dataset repos over HTTP on 127.0.0.1; use as a context manager or start()/stop()."""
+    """Serve repos over HTTP on 127.0.0.1; use as a context manager or start()/stop()."""
 
     def __init__(self, page_size: int = 1000):
         self.page_size = page_size  # tree entries per page; the Hub's is 1000 (50 with expand)
-        self.repos: dict[str, dict[str, bytes]] = {}
+        self.repos: dict[str, dict[str, bytes]] = {}  # dataset repos
+        self.models: dict[str, dict[str, bytes]] = {}  # model repos
         self.log: list[Served] = []
         self.unhandled: list[str] = []
         self._drops: dict[str, list[int | None]] = {}  # path -> [GETs to let through, to cut]
@@ -74,8 +77,11 @@ class FakeHub:
 
     def add_dataset(self, repo_id: str, root: Path) -> None:
         """Serve the files under `root` (read now) as dataset repo `repo_id`."""
-        files = sorted(p for p in Path(root).rglob("*") if p.is_file())
-        self.repos[repo_id] = {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
+        self.repos[repo_id] = _snapshot(root)
+
+    def add_model(self, repo_id: str, root: Path) -> None:
+        """Serve the files under `root` (read now) as model repo `repo_id`."""
+        self.models[repo_id] = _snapshot(root)
 
     def drop(self, path_in_repo: str, times: int | None = 1, after: int = 0) -> None:
         """Cut the connection mid-body on GETs of a file: `times` of them (None: all) from the
@@ -110,6 +116,11 @@ class FakeHub:
                 return True
             state[1] -= 1
             return state[1] >= 0
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 def _etag(path: str, data: bytes) -> str:
@@ -163,9 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path in ("", "/"):  # hub_reachable() probes the root
             return self._send(200, b"loopback hub\n", {"Content-Type": "text/plain"})
         if m := _RESOLVE.match(path):
-            return self._resolve(*m.groups())
+            self._kind = "datasets" if m.group(1) else "models"
+            return self._resolve(*m.groups()[1:])
         if m := _API.match(path):
-            return self._api(*m.groups())
+            self._kind = m.group(1)
+            return self._api(*m.groups()[1:])
         self._unhandled()
 
     def _unhandled(self) -> None:
@@ -174,13 +187,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo(self, repo_id: str, rev: str | None) -> dict[str, bytes] | None:
         """The repo's files, or None after answering 404 the way the Hub does."""
-        if repo_id not in self.hub.repos:
+        repos = self.hub.repos if self._kind == "datasets" else self.hub.models
+        if repo_id not in repos:
             self._error(404, "RepoNotFound", "Repository not found")
             return None
         if rev not in (None, "main", COMMIT):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             return None
-        return self.hub.repos[repo_id]
+        return repos[repo_id]
 
     def _api(self, repo_id: str, kind: str | None, rev: str | None, rest: str | None) -> None:
         files = self._repo(repo_id, rev)
@@ -214,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         page = paths[start : start + self.hub.page_size]
         headers = {}
         if start + len(page) < len(paths):  # more to come: a cursor link, as the Hub sends
-            url = f"{self.hub.url}/api/datasets/{repo_id}/tree/{rev}" + (
+            url = f"{self.hub.url}/api/{self._kind}/{repo_id}/tree/{rev}" + (
                 f"/{quote(root)}" if root else ""
             )
             query = f"recursive={str(recursive).lower()}&expand={str(expand).lower()}"

@@ -155,27 +155,106 @@ def test_a_missing_repo_is_named(hub: FakeHub, tmp_path: Path) -> None:
         fetch_pretokenized("sp1024", 1, tmp_path / "out")
 
 
-def test_gpt2_shards_without_a_byte_table(hub: FakeHub, tmp_path: Path) -> None:
-    # modded-nanogpt's layout: files at the repo root, train numbered from 000001.
-    root = tmp_path / "gpt2"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    files = ["fineweb_val_000000.bin"] + [f"fineweb_train_{i:06d}.bin" for i in (1, 2, 3)]
-    for name in files:
-        tokens = rng.integers(0, GPT2.vocab_size, size=500)
-        tokens[::100] = GPT2.bos_id
-        write_shard(root / name, tokens)
+def byte_level_vocab_and_docs(n_docs: int) -> tuple[dict[str, int], list[np.ndarray], list[str]]:
+    """A GPT-2-shaped byte-level vocabulary (its 256 byte tokens in GPT-2's order, then FineWeb's
+    commonest " word" tokens, <|endoftext|> last at 50256) and real FineWeb documents encoded
+    with it greedily: a known word is one token, anything else its bytes."""
+    from collections import Counter
+
+    from speedlab.tokenizer import byte_level_alphabet
+
+    char = {b: c for c, b in byte_level_alphabet().items()}
+    vocab = {c: i for i, c in enumerate(sorted(char.values(), key=ord))}
+    docs = fineweb_texts(n_docs)
+    words = Counter(w for d in docs for w in d.split(" ") if w)
+    for w, _ in words.most_common():
+        token = "".join(char[b] for b in (" " + w).encode())
+        if len(vocab) == GPT2.bos_id:
+            break
+        vocab.setdefault(token, len(vocab))
+    while len(vocab) < GPT2.bos_id:  # the sample has fewer distinct words than GPT-2 tokens
+        vocab["".join(char[b] for b in f" x{len(vocab)}".encode())] = len(vocab)
+    vocab["<|endoftext|>"] = GPT2.bos_id
+    encoded = []
+    for d in docs:
+        ids = [GPT2.bos_id]
+        for k, w in enumerate(d.split(" ")):
+            piece = (" " if k else "") + w
+            token = "".join(char[b] for b in piece.encode())
+            ids += [vocab[token]] if token in vocab else [vocab[char[b]] for b in piece.encode()]
+        encoded.append(np.array(ids, dtype=np.uint16))
+    return vocab, encoded, docs
+
+
+GPT2_FILES = ["fineweb_val_000000.bin"] + [f"fineweb_train_{i:06d}.bin" for i in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def gpt2_repos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """modded-nanogpt's layout (files at the repo root, train numbered from 000001), a model repo
+    with the vocab.json, and the documents of each shard (val first)."""
+    vocab, encoded, docs = byte_level_vocab_and_docs(400)
+    root, tok = tmp_path_factory.mktemp("gpt2"), tmp_path_factory.mktemp("gpt2-model")
+    (tok / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    parts = [range(0, 50), range(50, 200), range(200, 350), range(350, 400)]
+    for name, part in zip(GPT2_FILES, parts, strict=True):
+        write_shard(root / name, np.concatenate([encoded[i] for i in part]))
+    return root, tok, docs[:50]
+
+
+def test_fetch_gpt2_with_its_byte_table(hub: FakeHub, gpt2_repos, tmp_path: Path) -> None:
+    """GPT-2's vocab.json comes from its model repo: the byte table counts every UTF-8 byte of
+    the documents exactly."""
+    from speedlab.tokenizer import sequence_bytes
+
+    root, tok, val_docs = gpt2_repos
+    files = GPT2_FILES
     hub.add_dataset(GPT2.repo, root)
+    hub.add_model(GPT2.tokenizer_repo, tok)
+
     out = tmp_path / "out"
     result = fetch_pretokenized("gpt2", 2, out)
-    assert result["train"] == files[1:3] and result["token_bytes"] is None
+    assert result["train"] == files[1:3]
+    assert result["tokenizer_source"] == f"{GPT2.tokenizer_repo}@{COMMIT}"
     assert all((out / f).read_bytes() == (root / f).read_bytes() for f in files[:3])
-    assert not (out / "token_bytes.npy").exists() and not (out / files[3]).exists()
+    assert not (out / files[3]).exists()
     manifest = json.loads((out / "fineweb_train.json").read_text())
-    assert manifest["bos_id"] == 50256 and manifest["tokenizer"] is None
-    assert len(load_split(out / "fineweb_train.json")) == 1000
-    with pytest.raises(NotImplementedError, match="tiktoken"):
-        byte_table("gpt2")
+    assert manifest["bos_id"] == 50256 and manifest["tokenizer"] == "vocab.json"
+    table = np.load(out / "token_bytes.npy")
+    assert table.shape == (3, 50257) and table[2].sum() == 1 and table[2, 50256] == 1
+    assert not table[1].any()  # a byte-level token's space is one of its own bytes
+
+    val = np.asarray(load_split(out / "fineweb_val.json")).astype(np.int64)
+    counted = sequence_bytes(table, val[:-1], val[1:]).sum()
+    assert counted == sum(len(d.encode()) for d in val_docs)
+
+
+def test_a_missing_tokenizer_repo_is_named(hub: FakeHub, tmp_path: Path) -> None:
+    root = tmp_path / "gpt2"
+    root.mkdir()
+    for name in ("fineweb_val_000000.bin", "fineweb_train_000001.bin"):
+        write_shard(root / name, np.full(10, GPT2.bos_id))
+    hub.add_dataset(GPT2.repo, root)
+    with pytest.raises(FileNotFoundError, match=f"tokenizer repo.*{GPT2.tokenizer_repo}"):
+        fetch_pretokenized("gpt2", 1, tmp_path / "out")
+    assert not (tmp_path / "out/token_bytes.npy").exists()
+
+
+@pytest.mark.parametrize(
+    ("vocab", "error"),
+    [
+        ('{"a": 0, "b": 3, "<|endoftext|>": 1}', "not 0..2 without gaps"),
+        ('{"a": 0, "b": 1}', "special token"),
+        ('{"a": 0, "\\u4e2d": 1, "<|endoftext|>": 2}', "outside the byte-level alphabet"),
+        ('["a", "b"]', "expected a JSON object"),
+        ("{not json", "not a JSON vocabulary"),
+    ],
+)
+def test_a_bad_vocab_json_is_named(tmp_path: Path, vocab: str, error: str) -> None:
+    (tmp_path / "vocab.json").write_text(vocab)
+    with pytest.raises(ValueError, match=error) as err:
+        byte_table("gpt2", tmp_path / "vocab.json")
+    assert "vocab.json" in str(err.value)
 
 
 def test_cli(hub: FakeHub, tmp_path: Path) -> None:
@@ -187,8 +266,9 @@ def test_cli(hub: FakeHub, tmp_path: Path) -> None:
     assert (out / "token_bytes.npy").exists()
 
 
+@pytest.mark.parametrize("preset", ["sp1024", "gpt2"])
 def test_a_study_trains_on_the_official_shards_through_snakemake(
-    sp_repo: Path, tmp_path: Path, cli_env: dict
+    preset: str, sp_repo: Path, gpt2_repos, tmp_path: Path, cli_env: dict
 ) -> None:
     import subprocess
 
@@ -199,11 +279,20 @@ def test_a_study_trains_on_the_official_shards_through_snakemake(
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["scale"] = "smoke"
-    config["data"] = {"corpus": "pg", "source": "pretokenized", "pretokenized": {"train_shards": 2}}
+    config["data"] = {
+        "corpus": "pg",
+        "source": "pretokenized",
+        "pretokenized": {"preset": preset, "train_shards": 2},
+    }
     config["studies"]["quickstart"]["seeds"] = [0, 1]
+    if preset == "gpt2":  # a 50,257-row embedding and head: ~1 s per step on one core
+        smoke = config["scales"]["smoke"]
+        smoke.update({"train.steps": 8, "train.val_every": 8, "train.val_tokens": 2048})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     with FakeHub() as server:
         server.add_dataset(SP.repo, sp_repo)
+        server.add_dataset(GPT2.repo, gpt2_repos[0])
+        server.add_model(GPT2.tokenizer_repo, gpt2_repos[1])
         env = dict(cli_env, HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf"),
                    HF_HUB_DISABLE_TELEMETRY="1")  # fmt: skip
         p = subprocess.run(
@@ -212,9 +301,12 @@ def test_a_study_trains_on_the_official_shards_through_snakemake(
             capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
-    shards = tmp_path / "results/shards/pretokenized/sp1024"
-    assert (shards / "fineweb_train_000001.bin").read_bytes() == (sp_repo / TRAIN[1]).read_bytes()
+    shards = tmp_path / "results/shards/pretokenized" / preset
+    served = sp_repo / TRAIN[1] if preset == "sp1024" else gpt2_repos[0] / GPT2_FILES[1]
+    assert (shards / "fineweb_train_000001.bin").read_bytes() == served.read_bytes()
     assert not (tmp_path / "results/data").exists()  # no documents, no tokenizer training
     runs = pd.read_parquet(tmp_path / "results/studies/quickstart/runs.parquet")
     assert len(runs) == 4 and runs["q_val_bpb"].between(1, 10).all()
+    vocab = 1024 if preset == "sp1024" else 50257  # the embedding has a row per token
+    assert (runs["n_params"] > vocab * runs["cfg.model.d_model"]).all()
     assert (tmp_path / "results/studies/quickstart/report.md").exists()

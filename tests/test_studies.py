@@ -36,6 +36,11 @@ def test_lmd_studies_as_published(name):
     config = study_config(name)
     study = config["studies"][name]
     runs = resolved(config, name)
+    assert config["data"]["source"] == "pretokenized"
+    pretok = config["data"]["pretokenized"]
+    # modded-nanogpt's GPT-2 shards hold 100M tokens each: enough train shards for every step.
+    batch = 128 if name == "lmd_sweep" else 512
+    assert pretok["preset"] == "gpt2" and pretok["train_shards"] * 10**8 >= 5100 * batch * 1024
     for cfg in runs.values():
         m, o, t = cfg["model"], cfg["optim"], cfg["train"]
         assert (m["n_layer"], m["d_model"], m["n_head"], m["vocab_size"]) == (12, 768, 6, 50304)

@@ -155,3 +155,21 @@ def test_empty_document_set_is_refused(tmp_path, sp_model):
     with pytest.raises(ValueError, match=r"none.parquet: no documents to tokenize"):
         encode_split(tmp_path / "none.parquet", sp_model, tmp_path / "o", "val", 100, 1)
     assert not (tmp_path / "o" / "fineweb_val.json").exists()
+
+
+def test_byte_level_alphabet_is_gpt2s():
+    """GPT-2's byte-level alphabet: its first 256 vocab ids are the bytes in the order of their
+    characters, so "!" is 0, a newline ("Ċ") 198 and a space ("Ġ") 220 (checked once against
+    the 50,256 ranks of tiktoken's gpt2 file, shipped in openai-whisper's sdist)."""
+    from speedlab.tokenizer import byte_level_alphabet, byte_level_table
+
+    alphabet = byte_level_alphabet()
+    assert sorted(alphabet.values()) == list(range(256))
+    assert alphabet["Ġ"] == 32 and alphabet["Ċ"] == 10 and alphabet["!"] == 33
+    order = [alphabet[c] for c in sorted(alphabet, key=ord)]
+    assert order[0] == ord("!") and order[198] == ord("\n") and order[220] == ord(" ")
+    vocab = {c: i for i, c in enumerate(sorted(alphabet, key=ord))}
+    vocab |= {"Ġthe": 256, "Ġcaf\u00c3\u00a9": 257, "<|endoftext|>": 258}  # " café" is 6 bytes
+    table = byte_level_table(vocab, ["<|endoftext|>"])
+    assert table[0, :256].tolist() == [1] * 256
+    assert table[:, 256:].T.tolist() == [[4, 0, 0], [6, 0, 0], [0, 0, 1]]

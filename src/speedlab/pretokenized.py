@@ -2,8 +2,10 @@
 
 Both are already in speedlab's shard format, so fetching them stands in for the data, tokenizer
 and shard stages: out_dir gets the shards under their official names, the manifests
-fineweb_{train,val}.json, and (where the preset has a SentencePiece model) the model and
-token_bytes.npy, as `speedlab.tokenizer` writes them for shards of its own.
+fineweb_{train,val}.json, the vocabulary file and token_bytes.npy, as `speedlab.tokenizer` writes
+them for shards of its own. sp1024's vocabulary is the SentencePiece model in its dataset repo;
+gpt2's is GPT-2's byte-level vocab.json from the model repo openai-community/gpt2 (the ids
+tiktoken's "gpt2" encoding uses), so both report bits per byte.
 
 Downloads go through hf_hub_download, so they resume after a crash and stay in the HF cache; a
 rerun only asks the hub whether each file changed.
@@ -36,7 +38,7 @@ from huggingface_hub.errors import (
 from speedlab.files import atomic_path
 from speedlab.hub import HubUnreachable, hub_endpoint
 from speedlab.shards import read_shard, write_manifest
-from speedlab.tokenizer import token_byte_table
+from speedlab.tokenizer import byte_level_table, token_byte_table
 
 log = logging.getLogger("speedlab.pretokenized")
 
@@ -47,7 +49,14 @@ class Preset:
     folder: str  # repo folder holding fineweb_{train,val}_NNNNNN.bin ("" = the repo root)
     bos_id: int  # the token before every document
     vocab_size: int
-    tokenizer: str | None = None  # SentencePiece model in the repo: bits per byte need it
+    tokenizer: str  # the vocabulary (bits per byte need it): a SentencePiece .model or a vocab.json
+    tokenizer_repo: str | None = None  # model repo holding it; None: the dataset repo itself
+    specials: tuple[str, ...] = ()  # byte-level vocab: tokens that stand for no text
+
+    @property
+    def name(self) -> str:
+        """The vocabulary file's name next to the shards."""
+        return Path(self.tokenizer).name
 
 
 PRESETS = {
@@ -61,19 +70,29 @@ PRESETS = {
         tokenizer="datasets/tokenizers/fineweb_1024_bpe.model",
     ),
     # modded-nanogpt's set: val 000000, train from 000001; GPT-2 BPE, <|endoftext|> before docs.
-    "gpt2": Preset(repo="kjj0/fineweb10B-gpt2", folder="", bos_id=50256, vocab_size=50257),
+    "gpt2": Preset(
+        repo="kjj0/fineweb10B-gpt2",
+        folder="",
+        bos_id=50256,
+        vocab_size=50257,
+        tokenizer="vocab.json",
+        tokenizer_repo="openai-community/gpt2",
+        specials=("<|endoftext|>",),
+    ),
 }
 
 
-def byte_table(preset: str, tokenizer: Path | None = None) -> np.ndarray:
+def byte_table(preset: str, tokenizer: Path) -> np.ndarray:
     """The (3, V) bytes-per-token table of a preset (see speedlab.tokenizer) for bits per byte."""
-    if PRESETS[preset].tokenizer is None:
-        raise NotImplementedError(
-            f"no byte table for preset {preset!r}: it needs the GPT-2 vocabulary, and tiktoken "
-            "ships none (its gpt2 encoding downloads vocab.bpe and encoder.json from "
-            "openaipublic.blob.core.windows.net at first use), so speedlab cannot build it "
-            "offline; its shards still train and report val_loss, but not val_bpb"
-        )
+    spec = PRESETS[preset]
+    if Path(spec.tokenizer).suffix == ".json":
+        try:
+            vocab = json.loads(Path(tokenizer).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{tokenizer}: not a JSON vocabulary ({err})") from err
+        if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+            raise ValueError(f"{tokenizer}: expected a JSON object {{token: id}}")
+        return byte_level_table(vocab, spec.specials, source=str(tokenizer))
     return token_byte_table(spm.SentencePieceProcessor(model_file=str(tokenizer)))
 
 
@@ -116,30 +135,41 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)  # to a file object: np.save would append ".npy" to a name
 
 
-def _download(repo: str, path: str, sha: str, endpoint: str) -> str:
+def _download(repo: str, path: str, sha: str, endpoint: str, repo_type: str = "dataset") -> str:
     try:
-        return hf_hub_download(repo, path, repo_type="dataset", revision=sha, endpoint=endpoint)
+        return hf_hub_download(repo, path, repo_type=repo_type, revision=sha, endpoint=endpoint)
     except RemoteEntryNotFoundError as err:
-        raise FileNotFoundError(f"dataset {repo!r}@{sha}: {path} not found ({err})") from err
+        raise FileNotFoundError(f"{repo_type} {repo!r}@{sha}: {path} not found ({err})") from err
     except LocalEntryNotFoundError as err:  # the hub stopped answering, and no cached copy
         raise HubUnreachable(f"cannot fetch {path} of {repo} from {endpoint}: {err}") from err
 
 
 @contextmanager
-def _hub_errors(spec: Preset, preset: str, revision: str, endpoint: str) -> Iterator[None]:
-    """The hub's errors as the ones a user can act on, naming the repo."""
+def _hub_errors(repo: str, what: str, revision: str, endpoint: str) -> Iterator[None]:
+    """The hub's errors as the ones a user can act on, naming the repo (`what` says which)."""
     try:
         yield
     except RepositoryNotFoundError as err:
-        raise FileNotFoundError(
-            f"dataset repo {spec.repo!r} (preset {preset!r}) not found on {endpoint}: {err}"
-        ) from err
+        raise FileNotFoundError(f"{what} {repo!r} not found on {endpoint}: {err}") from err
     except RevisionNotFoundError as err:
-        raise FileNotFoundError(f"dataset repo {spec.repo!r} has no revision {revision!r}") from err
+        raise FileNotFoundError(f"{what} {repo!r} has no revision {revision!r}") from err
     except (httpx2.ConnectError, httpx2.TimeoutException) as err:
         raise HubUnreachable(
-            f"cannot reach the Hugging Face hub at {endpoint} ({err}) to fetch {spec.repo}"
+            f"cannot reach the Hugging Face hub at {endpoint} ({err}) to fetch {repo}"
         ) from err
+
+
+def _fetch_tokenizer(spec: Preset, preset: str, sha: str, endpoint: str, out_dir: Path) -> str:
+    """Place the preset's vocabulary file in out_dir; returns where it came from (repo@commit)."""
+    if spec.tokenizer_repo is None:  # in the dataset repo, at the shards' commit
+        _place(_download(spec.repo, spec.tokenizer, sha, endpoint), out_dir / spec.name)
+        return f"{spec.repo}@{sha}"
+    repo = spec.tokenizer_repo
+    with _hub_errors(repo, f"tokenizer repo (preset {preset!r})", "main", endpoint):
+        tok_sha = HfApi(endpoint=endpoint).model_info(repo, revision="main").sha or "main"
+        cached = _download(repo, spec.tokenizer, tok_sha, endpoint, repo_type="model")
+    _place(cached, out_dir / spec.name)
+    return f"{repo}@{tok_sha}"
 
 
 def _select(spec: Preset, sha: str, files: list[str], train_shards: int) -> dict[str, list[str]]:
@@ -170,7 +200,7 @@ def fetch_pretokenized(
     if train_shards < 0:
         raise ValueError(f"train_shards must be >= 0, got {train_shards}")
     spec, endpoint, out_dir = PRESETS[preset], hub_endpoint(), Path(out_dir)
-    with _hub_errors(spec, preset, revision, endpoint):
+    with _hub_errors(spec.repo, f"dataset repo (preset {preset!r})", revision, endpoint):
         api = HfApi(endpoint=endpoint)
         # Pin the commit once, so every file comes from the same one even if `main` moves.
         sha = api.dataset_info(spec.repo, revision=revision).sha or revision
@@ -186,23 +216,17 @@ def fetch_pretokenized(
                 # Checked in the HF cache, so a bad shard never appears under its final name.
                 counts[split].append(_check_shard(cached, path, spec))
                 _place(cached, out_dir / Path(path).name)
-        model = None
-        if spec.tokenizer is not None:
-            model = out_dir / Path(spec.tokenizer).name
-            _place(_download(spec.repo, spec.tokenizer, sha, endpoint), model)
+    tokenizer_source = _fetch_tokenizer(spec, preset, sha, endpoint, out_dir)
 
-    token_bytes = None
-    if model is not None:
-        table = byte_table(preset, model)
-        if table.shape[1] != spec.vocab_size:
-            raise ValueError(
-                f"{spec.repo}: {spec.tokenizer} has {table.shape[1]} pieces, "
-                f"the preset expects {spec.vocab_size}"
-            )
-        token_bytes = out_dir / "token_bytes.npy"
-        _save_npy(token_bytes, table)
-    else:
-        log.warning("preset %s has no byte table: val_bpb will not be available", preset)
+    model = out_dir / spec.name
+    table = byte_table(preset, model)
+    if table.shape[1] != spec.vocab_size:
+        raise ValueError(
+            f"{tokenizer_source}: {spec.tokenizer} has {table.shape[1]} tokens, "
+            f"the preset expects {spec.vocab_size}"
+        )
+    token_bytes = out_dir / "token_bytes.npy"
+    _save_npy(token_bytes, table)
 
     names = {split: [Path(p).name for p in paths] for split, paths in splits.items()}
     for split in splits:
@@ -216,7 +240,8 @@ def fetch_pretokenized(
             source=spec.repo,
             preset=preset,
             revision=sha,
-            tokenizer=model.name if model else None,
+            tokenizer=model.name,
+            tokenizer_source=tokenizer_source,
             bos_id=spec.bos_id,
             vocab_size=spec.vocab_size,
         )
@@ -226,8 +251,9 @@ def fetch_pretokenized(
         "revision": sha,
         **names,
         **{f"{split}_tokens": sum(c) for split, c in counts.items()},
-        "tokenizer": str(model) if model else None,
-        "token_bytes": str(token_bytes) if token_bytes else None,
+        "tokenizer": str(model),
+        "tokenizer_source": tokenizer_source,
+        "token_bytes": str(token_bytes),
     }
 
 
