@@ -310,3 +310,44 @@ def test_new_options_train_and_resume_from_an_old_state_dict():
     assert muon.param_groups[0]["orthogonalize"] == "newton_schulz5"
     assert muon.param_groups[0]["weight_decay"] == 0.0
     assert muon.param_groups[0]["normuon"] is False
+
+
+def test_adam_for_the_matrices_keeps_the_layer_groups_and_steps_like_adamw():
+    """optim.matrix_optimizer: adam (nGPT's recipe): the blocks' matrices get AdamW with the
+    per-layer lr multipliers and the wd schedule, and step exactly like torch's AdamW."""
+    torch.manual_seed(0)
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    cfg = dict(OPTIM, matrix_optimizer="adam", matrix_lr=1e-3, weight_decay=0.1,
+               lr_mult_list=[1.0, 0.5], wd_schedule="linear_to_zero")  # fmt: skip
+    opts = build_optimizers(model, cfg)
+    adam = opts[-1]
+    assert type(adam) is torch.optim.AdamW
+    assert [g["lr"] for g in adam.param_groups] == pytest.approx([1e-3, 5e-4])
+    assert all("momentum" not in g for g in adam.param_groups)
+    apply_schedules(opts, 500, 1000, cfg)
+    assert [g["weight_decay"] for g in adam.param_groups] == pytest.approx([0.05, 0.05])
+    p = adam.param_groups[1]["params"][0]
+    ref_p = torch.nn.Parameter(p.detach().clone())
+    ref = torch.optim.AdamW([ref_p], lr=5e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05)
+    for _ in range(3):
+        g = torch.randn_like(p)
+        p.grad, ref_p.grad = g.clone(), g.clone()
+        adam.step()
+        ref.step()
+    torch.testing.assert_close(p.detach(), ref_p.detach(), rtol=0, atol=0)
+
+
+def test_adam_for_the_matrices_rejects_muon_only_options():
+    import copy
+
+    import yaml
+
+    from conftest import REPO
+    from speedlab.config import validate
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key, value in (("momentum_schedule", "linear"), ("normuon", True)):
+        config = copy.deepcopy(base)
+        config["defaults"]["optim"].update(matrix_optimizer="adam", **{key: value})
+        with pytest.raises(ValueError, match=key):
+            validate(config)

@@ -154,6 +154,7 @@ def test_ngpt_alpha_as_published():
         assert m["kind"] == "ngpt" and (m["n_layer"], m["d_model"], m["n_head"]) == (6, 256, 8)
         assert (t["seq_len"], t["steps"], t["batch_seqs"]) == (128, 500, 16)
         assert (o["matrix_lr"], o["scalar_lr"], m["ngpt"]["sz_init"]) == (0.001, 0.0003, 10.0)
+        assert o["matrix_optimizer"] == "adam" and o["embed_lr"] == 0.001  # Adam, as published
     assert len(config["studies"]["ngpt_alpha"]["seeds"]) >= 3
 
 

@@ -1,4 +1,4 @@
-"""Muon for the hidden matrices, Adam for everything else, and the schedules that drive them.
+"""Muon or AdamW for the hidden matrices, Adam for the rest, and the schedules that drive them.
 
 Muon (Keller Jordan et al.): SGD-momentum whose update is replaced by its nearest semi-orthogonal
 matrix, computed with an odd quintic polynomial iteration (Newton-Schulz or Polar Express). Each
@@ -217,7 +217,8 @@ CONTROL_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights
 
 
 def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
-    """Split parameters into Muon (per-layer groups), embedding Adam and scalar Adam."""
+    """Split parameters into the block matrices (Muon, or AdamW with optim.matrix_optimizer:
+    adam; one group per layer), embedding Adam and scalar Adam."""
     n_layer = len(model.blocks)
     momenta = layer_momenta(
         optim_cfg["momentum_schedule"],
@@ -264,10 +265,13 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
     scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
     betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
     eps = optim_cfg["adam_eps"]
-    optimizers = [
-        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
-        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
-        Muon(
+    if optim_cfg.get("matrix_optimizer", "muon") == "adam":
+        # The same per-layer groups (lr and wd multipliers, wd schedule), without momenta.
+        for group in muon_groups:
+            del group["momentum"], group["target_momentum"]
+        matrices = torch.optim.AdamW(muon_groups, lr=optim_cfg["matrix_lr"], betas=betas, eps=eps)
+    else:
+        matrices = Muon(
             muon_groups,
             lr=optim_cfg["matrix_lr"],
             momentum=optim_cfg["momentum"],
@@ -276,7 +280,11 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
             cautious_wd=optim_cfg.get("cautious_wd", False),
             normuon=optim_cfg.get("normuon", False),
             normuon_beta2=optim_cfg.get("normuon_beta2", 0.95),
-        ),
+        )
+    optimizers = [
+        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
+        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
+        matrices,
     ]
     for opt in optimizers:
         for group in opt.param_groups:

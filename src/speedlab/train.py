@@ -242,7 +242,7 @@ def train(
         start, train_time, last_val = 0, 0.0, validate(0, 0.0)
 
     diverged, step, loss_value = False, start, float("nan")
-    muon = optimizers[-1].param_groups
+    matrix_groups = optimizers[-1].param_groups  # one per layer; Muon's carry a momentum
     for step in range(start + 1, steps + 1):
         t0 = time.perf_counter()
         elapsed_frac = train_time / wallclock if wallclock else 0.0
@@ -274,8 +274,14 @@ def train(
             time_s=train_time,
             train_loss=loss_value,
             lr_mult=mult,
-            momentum_first=muon[0]["momentum"],
-            momentum_last=muon[-1]["momentum"],
+            **(
+                {
+                    "momentum_first": matrix_groups[0]["momentum"],
+                    "momentum_last": matrix_groups[-1]["momentum"],
+                }
+                if "momentum" in matrix_groups[0]
+                else {}
+            ),
             step_ms=1000 * step_s,
             tok_s=tokens_per_step / step_s,
         )
