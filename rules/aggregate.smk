@@ -258,6 +258,9 @@ rule write_report:
         baseline=study_param("baseline"),
         n_seeds=lambda w: planned_seeds(study_of(w)),
         extras=lambda w, input: report_options(input),
+        conditions=lambda w: json.dumps(study_of(w)["conditions"], sort_keys=True),
+        published=lambda w: json.dumps(study_of(w)["published"], sort_keys=True),
+        scale=config.get("scale") or "default",
     shell:
         "python -m speedlab.report --study {wildcards.study} --description={params.description:q}"
         " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"
@@ -268,4 +271,6 @@ rule write_report:
         " --figure 'Train loss vs step='{input.train_loss:q}"
         " --figure 'Quantization cost per run='{input.quant:q}"
         " --figure 'Training time per condition='{input.time:q}"
-        " {params.extras} --out {output.report:q} --html {output.html:q} > {log:q} 2>&1"
+        " --conditions {params.conditions:q} --published {params.published:q}"
+        " --scale {params.scale} {params.extras}"
+        " --out {output.report:q} --html {output.html:q} > {log:q} 2>&1"

@@ -226,3 +226,47 @@ def test_fewer_runs_than_planned_says_what_can_be_detected(study):
     )
     line = next(ln for ln in text.splitlines() if ln.startswith("- Fewer runs than planned"))
     assert f"`layerwise` (n=3 vs 3): |g| ≥ {detectable_effect(3, 3):.2f}" in line
+
+
+def test_headline_table_sets_the_published_values_next_to_ours(study):
+    """The published table's shape: what each condition sets, our mean with its interval, the
+    difference with Welch's interval, and the published value and difference against them."""
+    published = {
+        "source": "a lab note",
+        "values": {"uniform": 1.51, "layerwise": 1.35},
+        "seeds": {"uniform": 1, "layerwise": 1},
+    }
+    conditions = {"uniform": {}, "layerwise": {"optim.momentum_first": 0.98}}
+    text = write_report(
+        "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "q_val_bpb", "uniform",
+        4, condition_overrides=conditions, published=published, scale="smoke",
+    )  # fmt: skip
+    section = text[text.index("## Results table") : text.index("## Results\n")]
+    welch = sps.ttest_ind([1.40, 1.41, 1.42], [1.50, 1.52, 1.49], equal_var=False)
+    lo, hi = (f"{v:+.4f}".replace("-", "−") for v in welch.confidence_interval(0.95))
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if "|" in line}
+    layer = [c.strip() for c in rows["layerwise"].split("|")[1:-1]]
+    assert layer[1] == "momentum_first=0.98" and layer[3] == "1.4100 ± 0.0100"
+    assert layer[4] == "[1.3852, 1.4348]" and layer[5] == f"−0.0933 [{lo}, {hi}]"
+    assert layer[-2:] == ["1.3500 (n=1)", "no"]  # 1.35 lies below our interval
+    base = [c.strip() for c in rows["uniform (baseline)"].split("|")[1:-1]]
+    assert base[1] == "defaults" and base[-2:] == ["1.5100 (n=1)", "yes"]
+    # published Δ = −0.16, outside Welch's interval of ours
+    assert "- `layerwise`: published Δ −0.1600, ours −0.0933" in section
+    assert "our interval excludes the published difference." in section
+    assert "at scale `smoke`, not the published one" in section
+
+
+def test_published_values_must_name_conditions():
+    import copy
+
+    import yaml
+
+    from conftest import REPO
+    from speedlab.config import validate
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    bad = copy.deepcopy(config)
+    bad["studies"]["quickstart"]["published"] = {"source": "x", "values": {"nope": 1.2}}
+    with pytest.raises(ValueError, match=r"studies.quickstart.published.values.nope"):
+        validate(bad)

@@ -53,6 +53,11 @@ def test_student_and_welch_against_scipy():
     assert c["diff"] == pytest.approx(np.mean(BETTER) - np.mean(BASE))
     assert c["diff_pct"] == pytest.approx(100 * c["diff"] / np.mean(BASE))
     assert c["verdict"] == "better"
+    ci = welch.confidence_interval(0.95)
+    assert (c["diff_low"], c["diff_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    se = np.sqrt(np.var(BETTER, ddof=1) / len(BETTER) + np.var(BASE, ddof=1) / len(BASE))
+    half = sps.t.ppf(0.975, welch.df) * se  # Welch's interval, written out
+    assert c["diff_high"] - c["diff"] == pytest.approx(half, rel=1e-9)
 
 
 def test_verdicts():
@@ -284,7 +289,7 @@ def test_new_columns_sit_between_verdict_and_alpha(tmp_path):
     from speedlab.stats import STATS_COLUMNS
 
     new = ["boot_low", "boot_high", "mwu_p", "hedges_g", "g_low", "g_high", "welch_p_holm"]
-    new += ["n_for_80pct_power", "record_verdict"]
+    new += ["n_for_80pct_power", "record_verdict", "diff_low", "diff_high"]
     assert STATS_COLUMNS[STATS_COLUMNS.index("verdict") + 1 :] == [*new, "alpha"]
     assert STATS_COLUMNS[: STATS_COLUMNS.index("ci_high") + 2] == [
         "metric", "condition", "n_planned", "n", "mean", "sd", "sem", "ci_low", "ci_high",

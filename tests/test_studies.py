@@ -115,6 +115,10 @@ def test_lr_sweep_as_published():
         assert (t["max_wallclock_s"], t["steps"], t["val_every"], t["gpus"]) == (600, 20000, 200, 8)
         assert cfg["quant"]["scheme"] == "parameter_golf"
     assert study["metric"] == "q_val_bpb"
+    published = study["published"]  # the report sets these next to ours
+    assert published["values"] == {"lr0p04": 1.2286, "lr0p02_tuned": 1.2230}
+    assert published["seeds"] == {"lr0p04": 1, "lr0p02_tuned": 1}
+    assert all(study_config(n)["studies"][n]["published"]["source"] for n in CATALOGUE)
 
 
 def test_muon_upgrades_and_wd_scaling():

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from speedlab.config import flatten
 from speedlab.stats import (
     BETTER,
     INSUFFICIENT,
@@ -229,6 +230,105 @@ def _design(runs: pd.DataFrame, stats: pd.DataFrame, baseline: str, planned: int
     return lines
 
 
+def _settings(overrides: dict | None) -> str:
+    """What a condition sets, in short: 'momentum_first=0.98, momentum_last=0.9'."""
+    if overrides is None:
+        return "imported log"
+    if not overrides:
+        return "defaults"
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in flatten(overrides).items())
+
+
+def _headline_section(
+    stats: pd.DataFrame,
+    baseline: str,
+    metric: str,
+    alpha: float,
+    conditions: dict | None,
+    published: dict | None,
+    scale: str | None,
+) -> list[str]:
+    """The results the way a published table lays them out (one row per condition, what it
+    sets, the metric, the difference to the baseline), with our intervals and tests, and the
+    published value where the study gives one."""
+    d, level = _digits(metric), f"{100 * (1 - alpha):g}%"
+    values = (published or {}).get("values") or {}
+    seeds = (published or {}).get("seeds") or {}
+    rows = []
+    for r in stats.itertuples():
+        is_base = r.condition == baseline
+        row = {
+            "condition": r.condition + (" (baseline)" if is_base else ""),
+            "settings": _settings((conditions or {}).get(r.condition)),
+            "n": str(int(r.n)),
+            f"{label(metric)} mean ± sd": f"{fmt(r.mean, d)} ± {fmt(r.sd, d)}",
+            f"{level} CI": "–"
+            if _missing(r.ci_low)
+            else f"[{fmt(r.ci_low, d)}, {fmt(r.ci_high, d)}]",
+            f"Δ vs {baseline} [{level} CI]": "–"
+            if is_base
+            else fmt(r.diff, d, signed=True)
+            + (
+                ""
+                if _missing(_get(r, "diff_low"))
+                else f" [{fmt(r.diff_low, d, signed=True)}, {fmt(r.diff_high, d, signed=True)}]"
+            ),
+            "Holm p": "–" if is_base else fmt_p(_get(r, "welch_p_holm")),
+            "verdict": "–" if is_base else r.verdict,
+        }
+        if values:
+            v = values.get(r.condition)
+            row["published"] = (
+                "–"
+                if v is None
+                else fmt(v, d) + (f" (n={seeds[r.condition]})" if r.condition in seeds else "")
+            )
+            inside = v is not None and not _missing(r.ci_low) and r.ci_low <= v <= r.ci_high
+            row["published in our CI"] = (
+                "–" if v is None or _missing(r.ci_low) else ("yes" if inside else "no")
+            )
+        rows.append(row)
+    lines = [
+        "## Results table",
+        "",
+        "One row per condition, laid out as the published table is: what the condition sets, "
+        f"the metric over seeds with its {level} t-interval, and the difference to `{baseline}` "
+        f"with Welch's {level} interval, Holm-corrected p and verdict.",
+        "",
+        _markdown(pd.DataFrame(rows)),
+        "",
+    ]
+    if published:
+        lines.append(f"Published: {published['source']}.")
+        base_pub = values.get(baseline)
+        by_cond = stats.set_index("condition")
+        for cond, v in values.items():
+            if cond == baseline or base_pub is None or cond not in by_cond.index:
+                continue
+            r, pub_diff = by_cond.loc[cond], v - base_pub
+            if _missing(_get(r, "diff_low")):
+                lines.append(
+                    f"- `{cond}`: published Δ {fmt(pub_diff, d, signed=True)}; ours cannot be "
+                    "given an interval (an arm has fewer than 2 runs)."
+                )
+                continue
+            inside = r["diff_low"] <= pub_diff <= r["diff_high"]
+            lines.append(
+                f"- `{cond}`: published Δ {fmt(pub_diff, d, signed=True)}, ours "
+                f"{fmt(r['diff'], d, signed=True)} [{fmt(r['diff_low'], d, signed=True)}, "
+                f"{fmt(r['diff_high'], d, signed=True)}]: our interval "
+                + ("contains" if inside else "excludes")
+                + " the published difference."
+            )
+        if scale not in (None, "full"):
+            lines.append(
+                f"- These runs are at scale `{scale}`, not the published one: the published "
+                "column shows the shape of the comparison, its values are not comparable."
+            )
+        lines.append("")
+    return lines
+
+
 def _excluded(runs: pd.DataFrame, conditions: list[str], metric: str, planned: int) -> list[str]:
     lines = []
     for r in runs[runs["condition"].isin(conditions)].itertuples():
@@ -266,9 +366,13 @@ def write_report(
     planned_seeds: int,
     sweep: pd.DataFrame | None = None,
     scaling: dict | None = None,
+    condition_overrides: dict | None = None,
+    published: dict | None = None,
+    scale: str | None = None,
 ) -> str:
     """The lab note; `sweep` (speedlab.sweep's table) and `scaling` (speedlab.scaling's JSON)
-    add their sections when the study declares a sweep."""
+    add their sections when the study declares a sweep. `condition_overrides` (the study's
+    `conditions`) and `published` (its `published` block) fill the headline results table."""
     out_md = Path(out_md)
     if "study" in runs and len(runs):
         runs = runs[runs["study"] == study]
@@ -300,6 +404,7 @@ def write_report(
         *_design(runs, stats, baseline, planned_seeds),
         f"- Primary metric: {label(metric)}, lower is better; α={alpha:g}, two-sided t-tests",
         "",
+        *_headline_section(stats, baseline, metric, alpha, condition_overrides, published, scale),
         "## Results",
         "",
         f"Mean ± sd over seeds, {100 * (1 - alpha):g}% t-interval of the mean; "
@@ -533,6 +638,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--html", type=Path, help="also write this self-contained report.html")
     p.add_argument("--sweep", type=Path, help="sweep.csv from speedlab.sweep")
     p.add_argument("--scaling", type=Path, help="scaling.json from speedlab.scaling")
+    p.add_argument("--conditions", type=json.loads, help="the conditions' overrides, as JSON")
+    p.add_argument("--published", type=json.loads, help="the study's published block, as JSON")
+    p.add_argument("--scale", help="the scale the runs were made at (e.g. smoke, full)")
     args = p.parse_args(argv)
     write_report(
         args.study,
@@ -546,6 +654,9 @@ def main(argv: list[str] | None = None) -> None:
         args.planned_seeds,
         sweep=pd.read_csv(args.sweep) if args.sweep else None,
         scaling=json.loads(args.scaling.read_text()) if args.scaling else None,
+        condition_overrides=args.conditions,
+        published=args.published,
+        scale=args.scale,
     )
     if args.html:
         write_html(args.out, args.html)

@@ -50,6 +50,8 @@ COMPARE_COLUMNS = [
     "welch_p_holm",
     "n_for_80pct_power",
     "record_verdict",
+    "diff_low",
+    "diff_high",
 ]
 # Columns that existed before the bootstrap/effect-size additions; their order in the CSV is fixed.
 _SUMMARY_V1 = SUMMARY_COLUMNS[:-2]
@@ -309,7 +311,10 @@ def compare(
         if len(x) >= 2 and len(base) >= 2:
             student = sps.ttest_ind(x, base, equal_var=True)
             welch = sps.ttest_ind(x, base, equal_var=False)
+            diff_ci = welch.confidence_interval(1 - alpha)  # Welch's interval of the difference
             row.update(
+                diff_low=float(diff_ci.low),
+                diff_high=float(diff_ci.high),
                 student_t=float(student.statistic),
                 student_df=float(student.df),
                 student_p=float(student.pvalue),
@@ -321,6 +326,7 @@ def compare(
             p_less = float(sps.ttest_ind(x, base, equal_var=False, alternative="less").pvalue)
         else:
             row.update({k: np.nan for k in COMPARE_COLUMNS[4:10]}, mwu_p=np.nan)
+            row.update(diff_low=np.nan, diff_high=np.nan)
             p_less = np.nan
         g, g_low, g_high = hedges_g(x, base, alpha)
         row.update(hedges_g=g, g_low=g_low, g_high=g_high)
