@@ -322,8 +322,13 @@ def _headline_section(
             )
         if scale not in (None, "full"):
             lines.append(
-                f"- These runs are at scale `{scale}`, not the published one: the published "
-                "column shows the shape of the comparison, its values are not comparable."
+                f"- These runs are at scale `{scale}`, not the published one"
+                + (
+                    ": the published column shows the shape of the comparison, its values are "
+                    "not comparable."
+                    if values
+                    else "."
+                )
             )
         lines.append("")
     return lines
