@@ -216,6 +216,26 @@ def test_sweep_and_scaling_sections(tmp_path):
     scaling_part = text.split("## Scaling fit")[1].split("## Figures")[0]
     assert f"α = {fit['fit']['exponent']:.3f}".replace("-", "\u2212") in scaling_part
     assert "The expected exponent \u22122.00 is inside the t-interval." in scaling_part
+    assert "published best" not in scaling_part
+    # published optima (keys as JSON strings, as the rule passes them) join the table where the
+    # widths match; at widths the run does not have they are named, not compared
+    widths = [float(x) for x in fit["fit"]["x"]]
+    published = {"source": "s", "best": {f"{widths[0]:g}": 0.4, "99999": 0.01}}
+    text = write_report(
+        "wd", "", runs, tmp_path / "stats.csv", {}, tmp_path / "r.md", "q_val_bpb", base, 3,
+        sweep=table, scaling=fit, published=published,
+    )  # fmt: skip
+    scaling_part = text.split("## Scaling fit")[1].split("## Figures")[0]
+    header, _, first, second = scaling_part.strip().splitlines()[2:6]
+    assert header.rstrip("|").split("|")[-1].strip() == "published best"
+    assert first.rstrip("|").split("|")[-1].strip() == "0.4"
+    assert second.rstrip("|").split("|")[-1].strip() == "–"
+    published["best"] = {"99999": 0.01}
+    text = write_report(
+        "wd", "", runs, tmp_path / "stats.csv", {}, tmp_path / "r.md", "q_val_bpb", base, 3,
+        sweep=table, scaling=fit, published=published,
+    )  # fmt: skip
+    assert "The published optima are at `model.d_model` 99999, which this run" in text
 
 
 def test_fewer_runs_than_planned_says_what_can_be_detected(study):

@@ -144,6 +144,7 @@ def test_muon_upgrades_and_wd_scaling():
     sweep = study["sweep"]
     assert (sweep["key"], sweep["group"]) == ("optim.weight_decay", "model.d_model")
     assert sweep["fit"] and sweep["expect_exponent"] == -2
+    assert study["published"]["best"] == {512: 0.40, 768: 0.22, 1024: 0.10, 1280: 0.08}
     smoke = resolved(study_config("wd_scaling", "smoke"), "wd_scaling")
     assert {c["model"]["d_model"] for c in smoke.values()} == {32, 48, 64, 96}
 

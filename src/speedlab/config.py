@@ -130,8 +130,9 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                     f"{sorted(study['conditions'])}"
                 )
         _check_sweep(name, study, resolved)
-        for field, mapping in (study.get("published") or {}).items():
-            for cond in mapping if isinstance(mapping, dict) else []:
+        published = study.get("published") or {}
+        for field in ("values", "seeds"):
+            for cond in published.get(field) or {}:
                 if cond not in study_conditions(study):
                     raise ConfigError(
                         f"  studies.{name}.published.{field}.{cond}: not one of its conditions "

@@ -468,7 +468,7 @@ def write_report(
     if sweep is not None:
         lines += _sweep_section(sweep, metric)
     if scaling is not None:
-        lines += _scaling_section(scaling)
+        lines += _scaling_section(scaling, (published or {}).get("best"))
     lines += ["## Figures", ""]
     for title, path in figures.items():
         lines += _figure_link(title, path, out_md.parent)
@@ -532,22 +532,32 @@ def _sweep_section(sweep: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def _scaling_section(doc: dict) -> list[str]:
+def _scaling_section(doc: dict, published_best: dict | None = None) -> list[str]:
+    """The fit; `published_best` (group value -> published best value, keys as in JSON) adds
+    the published optimum next to ours where the groups match."""
     fit = doc["fit"]
     level = f"{100 * (1 - fit['alpha']):g}%"
+    table = {doc["group"]: fit["x"], f"best {doc['key']}": fit["y"], "P(best)": fit["p_best"]}
+    published = {float(k): v for k, v in (published_best or {}).items()}
+    matched = [published.get(float(x)) for x in fit["x"]]
+    if any(v is not None for v in matched):
+        table["published best"] = ["–" if v is None else f"{v:g}" for v in matched]
     lines = [
         "## Scaling fit",
         "",
         f"The best `{doc['key']}` at each `{doc['group']}` (lowest mean {label(doc['metric'])}), "
         f"fitted as best = k · {doc['group']}^α by least squares in log-log space.",
         "",
-        _markdown(
-            pd.DataFrame(
-                {doc["group"]: fit["x"], f"best {doc['key']}": fit["y"], "P(best)": fit["p_best"]}
-            )
-        ),
+        _markdown(pd.DataFrame(table)),
         "",
     ]
+    if published and not any(v is not None for v in matched):
+        widths = ", ".join(f"{k:g}" for k in sorted(published))
+        lines += [
+            f"- The published optima are at `{doc['group']}` {widths}, which this run does not "
+            "have (a smaller scale): they are not compared.",
+            "",
+        ]
     interval = (
         f"{level} t-interval [{fmt(fit['exponent_low'], 3)}, {fmt(fit['exponent_high'], 3)}] "
         f"({fit['n']} points, {fit['n'] - 2} df)"
