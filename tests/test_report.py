@@ -259,7 +259,7 @@ def test_headline_table_sets_the_published_values_next_to_ours(study):
     conditions = {"uniform": {}, "layerwise": {"optim.momentum_first": 0.98}}
     text = write_report(
         "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "q_val_bpb", "uniform",
-        4, condition_overrides=conditions, published=published, scale="smoke",
+        4, condition_overrides=conditions, published=published, scale="full",
     )  # fmt: skip
     section = text[text.index("## Results table") : text.index("## Results\n")]
     welch = sps.ttest_ind([1.40, 1.41, 1.42], [1.50, 1.52, 1.49], equal_var=False)
@@ -274,6 +274,15 @@ def test_headline_table_sets_the_published_values_next_to_ours(study):
     # published Δ = −0.16, outside Welch's interval of ours
     assert "- `layerwise`: published Δ −0.1600, ours −0.0933" in section
     assert "our interval excludes the published difference." in section
+    assert "not the published one" not in section
+    # At another scale the published values show the table's shape but are not compared.
+    text = write_report(
+        "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "q_val_bpb", "uniform",
+        4, condition_overrides=conditions, published=published, scale="smoke",
+    )  # fmt: skip
+    section = text[text.index("## Results table") : text.index("## Results\n")]
+    assert "1.3500 (n=1)" in section and "published in our CI" not in section
+    assert "published Δ" not in section
     assert "at scale `smoke`, not the published one" in section
 
 

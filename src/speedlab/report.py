@@ -253,6 +253,7 @@ def _headline_section(
     published value where the study gives one."""
     d, level = _digits(metric), f"{100 * (1 - alpha):g}%"
     values = (published or {}).get("values") or {}
+    comparable = scale in (None, "full")  # published numbers are at the published scale
     seeds = (published or {}).get("seeds") or {}
     rows = []
     for r in stats.itertuples():
@@ -283,10 +284,11 @@ def _headline_section(
                 if v is None
                 else fmt(v, d) + (f" (n={seeds[r.condition]})" if r.condition in seeds else "")
             )
-            inside = v is not None and not _missing(r.ci_low) and r.ci_low <= v <= r.ci_high
-            row["published in our CI"] = (
-                "–" if v is None or _missing(r.ci_low) else ("yes" if inside else "no")
-            )
+            if comparable:
+                inside = v is not None and not _missing(r.ci_low) and r.ci_low <= v <= r.ci_high
+                row["published in our CI"] = (
+                    "–" if v is None or _missing(r.ci_low) else ("yes" if inside else "no")
+                )
         rows.append(row)
     lines = [
         "## Results table",
@@ -303,7 +305,8 @@ def _headline_section(
         base_pub = values.get(baseline)
         by_cond = stats.set_index("condition")
         for cond, v in values.items():
-            if cond == baseline or base_pub is None or cond not in by_cond.index:
+            skip = not comparable or cond == baseline or base_pub is None
+            if skip or cond not in by_cond.index:
                 continue
             r, pub_diff = by_cond.loc[cond], v - base_pub
             if _missing(_get(r, "diff_low")):
@@ -324,8 +327,8 @@ def _headline_section(
             lines.append(
                 f"- These runs are at scale `{scale}`, not the published one"
                 + (
-                    ": the published column shows the shape of the comparison, its values are "
-                    "not comparable."
+                    ": the published column shows the shape of the comparison; its values are "
+                    "not compared with ours."
                     if values
                     else "."
                 )
@@ -537,7 +540,11 @@ def _scaling_section(doc: dict, published_best: dict | None = None) -> list[str]
     the published optimum next to ours where the groups match."""
     fit = doc["fit"]
     level = f"{100 * (1 - fit['alpha']):g}%"
-    table = {doc["group"]: fit["x"], f"best {doc['key']}": fit["y"], "P(best)": fit["p_best"]}
+    table = {
+        doc["group"]: [f"{x:g}" for x in fit["x"]],
+        f"best {doc['key']}": [f"{y:g}" for y in fit["y"]],
+        "P(best)": [fmt(v, 2) for v in fit["p_best"]],
+    }
     published = {float(k): v for k, v in (published_best or {}).items()}
     matched = [published.get(float(x)) for x in fit["x"]]
     if any(v is not None for v in matched):
