@@ -21,7 +21,7 @@ from speedlab.config import (
     validate,
 )
 from speedlab.plan import finished_runs, runtime_minutes
-from speedlab.data import local_files
+from speedlab.data import corpus_params, local_files
 
 try:
     validate(config)

@@ -8,7 +8,7 @@ rule prepare_corpus:
     conda:
         "../envs/data.yaml"
     params:
-        data=json.dumps(config["data"], sort_keys=True),
+        data=json.dumps(corpus_params(config["data"]), sort_keys=True),
     shell:
         "python -m speedlab.data --data {params.data:q} --train {output.train:q}"
         " --val {output.val:q} --source {output.source:q} 2>&1 | tee {log:q}"

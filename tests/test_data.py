@@ -88,3 +88,22 @@ def test_empty_document_set(tmp_path):
     with pytest.raises(ValueError, match=r"no non-empty documents \(.*d.jsonl\)"):
         prepare_corpus(data, *outputs(tmp_path))
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_corpus_params_keep_what_decides_the_documents():
+    from speedlab.data import corpus_params
+
+    hf = {"source": "hf", "corpus": "c", "hf": {"repo": "r"}, "offline_fallback": ["f"],
+          "local": "x/*.jsonl", "pretokenized": {"train_shards": 7}, "max_docs": 10}  # fmt: skip
+    assert corpus_params(hf) == {
+        "source": "hf", "corpus": "c", "hf": {"repo": "r"}, "offline_fallback": ["f"],
+        "max_docs": 10,
+    }  # fmt: skip
+    local = dict(hf, source="local")
+    assert corpus_params(local) == {
+        "source": "local",
+        "corpus": "c",
+        "local": "x/*.jsonl",
+        "max_docs": 10,
+    }
+    assert "pretokenized" in hf  # the config itself is left as it is

@@ -85,6 +85,19 @@ def iter_local_texts(globs: str | list[str], text_column: str = "text") -> Itera
             raise ValueError(f"{path}: unsupported file type (expected .parquet, .jsonl[.gz])")
 
 
+def corpus_params(data: dict) -> dict:
+    """The part of the `data` config that decides which documents the corpus holds: what the
+    workflow passes to prepare_corpus, so that studies differing only in their pretokenized
+    shards (or in hub settings they do not read) share one corpus and never retrain."""
+    keep = {k: v for k, v in data.items() if k != "pretokenized"}
+    if data.get("source") == "local":  # the hub and its fallback are never read
+        keep.pop("hf", None)
+        keep.pop("offline_fallback", None)
+    else:
+        keep.pop("local", None)
+    return keep
+
+
 def open_source(data: dict) -> tuple[Iterator[str], dict]:
     """The document stream the config asks for, and a record of where it really came from."""
     column = data.get("text_column", "text")
