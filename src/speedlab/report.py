@@ -323,7 +323,7 @@ def _headline_section(
                 + ("contains" if inside else "excludes")
                 + " the published difference."
             )
-        if scale not in (None, "full"):
+        if not comparable:
             lines.append(
                 f"- These runs are at scale `{scale}`, not the published one"
                 + (
