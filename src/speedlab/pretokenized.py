@@ -160,16 +160,19 @@ def _hub_errors(repo: str, what: str, revision: str, endpoint: str) -> Iterator[
 
 
 def _fetch_tokenizer(spec: Preset, preset: str, sha: str, endpoint: str, out_dir: Path) -> str:
-    """Place the preset's vocabulary file in out_dir; returns where it came from (repo@commit)."""
-    if spec.tokenizer_repo is None:  # in the dataset repo, at the shards' commit
-        _place(_download(spec.repo, spec.tokenizer, sha, endpoint), out_dir / spec.name)
-        return f"{spec.repo}@{sha}"
-    repo = spec.tokenizer_repo
-    with _hub_errors(repo, f"tokenizer repo (preset {preset!r})", "main", endpoint):
-        tok_sha = HfApi(endpoint=endpoint).model_info(repo, revision="main").sha or "main"
-        cached = _download(repo, spec.tokenizer, tok_sha, endpoint, repo_type="model")
+    """Place the preset's vocabulary file in out_dir; returns where it came from (repo@commit):
+    the dataset repo at the shards' commit, or its model repo at the commit `main` points to."""
+    repo = spec.tokenizer_repo or spec.repo
+    what = "tokenizer repo" if spec.tokenizer_repo else "dataset repo"
+    with _hub_errors(repo, f"{what} (preset {preset!r})", "main", endpoint):
+        if spec.tokenizer_repo is None:
+            rev, repo_type = sha, "dataset"
+        else:
+            rev = HfApi(endpoint=endpoint).model_info(repo, revision="main").sha or "main"
+            repo_type = "model"
+        cached = _download(repo, spec.tokenizer, rev, endpoint, repo_type=repo_type)
     _place(cached, out_dir / spec.name)
-    return f"{repo}@{tok_sha}"
+    return f"{repo}@{rev}"
 
 
 def _select(spec: Preset, sha: str, files: list[str], train_shards: int) -> dict[str, list[str]]:
