@@ -13,7 +13,7 @@ rule import_log:
     params:
         format=lambda w: imported_log(w)["format"],
     shell:
-        "python -m speedlab.import_logs --study {wildcards.study}"
+        "python -m speedlab.analysis.import_logs --study {wildcards.study}"
         " --condition {wildcards.condition} --seed {wildcards.seed} --format {params.format}"
         " --runs-out {output.runs:q} --curves-out {output.curves:q} {input.log:q} > {log:q} 2>&1"
 
@@ -36,7 +36,7 @@ rule collect_runs:
     params:
         baseline=study_param("baseline"),
     shell:
-        "python -m speedlab.collect --study {wildcards.study} --baseline {params.baseline}"
+        "python -m speedlab.analysis.collect --study {wildcards.study} --baseline {params.baseline}"
         " --summaries {input.summaries:q} --imported {input.imported:q}"
         " --runs-out {output.runs:q}"
         " --curves-out {output.curves:q} > {log:q} 2>&1"
@@ -60,7 +60,7 @@ rule compute_stats:
         conditions=study_condition_list,
         n_seeds=lambda w: planned_seeds(study_of(w)),
     shell:
-        "python -m speedlab.stats --runs {input.runs:q} --metric {params.metric},train_time_s"
+        "python -m speedlab.analysis.stats --runs {input.runs:q} --metric {params.metric},train_time_s"
         " --baseline {params.baseline} --conditions {params.conditions}"
         " --planned-seeds {params.n_seeds} --out {output.stats:q} --json {output.json:q}"
         " > {log:q} 2>&1"
@@ -87,7 +87,7 @@ rule plot_curves:
         baseline=study_param("baseline"),
         conditions=study_condition_list,
     shell:
-        "python -m speedlab.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
+        "python -m speedlab.analysis.figures curves --curves {input.curves:q} --metric {wildcards.metric}"
         " --x {wildcards.x}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
@@ -114,7 +114,7 @@ rule plot_final:
         baseline=study_param("baseline"),
         conditions=study_condition_list,
     shell:
-        "python -m speedlab.figures final --runs {input.runs:q} --metric {wildcards.metric}"
+        "python -m speedlab.analysis.figures final --runs {input.runs:q} --metric {wildcards.metric}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
@@ -140,7 +140,7 @@ rule plot_quant_gap:
         baseline=study_param("baseline"),
         conditions=study_condition_list,
     shell:
-        "python -m speedlab.figures quant --runs {input.runs:q}"
+        "python -m speedlab.analysis.figures quant --runs {input.runs:q}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
@@ -166,7 +166,7 @@ rule plot_momentum:
         baseline=study_param("baseline"),
         conditions=study_condition_list,
     shell:
-        "python -m speedlab.figures momentum --runs {input.runs:q}"
+        "python -m speedlab.analysis.figures momentum --runs {input.runs:q}"
         " --conditions {params.conditions} --baseline {params.baseline}"
         " --out {output.figure:q} > {log:q} 2>&1"
 
@@ -194,7 +194,7 @@ rule analyse_sweep:
         key=lambda w: study_of(w)["sweep"]["key"],
         options=lambda w: sweep_options(study_of(w)["sweep"]),
     shell:
-        "python -m speedlab.sweep --runs {input.runs:q} --key {params.key} --metric {params.metric}"
+        "python -m speedlab.analysis.sweep --runs {input.runs:q} --key {params.key} --metric {params.metric}"
         " {params.options} --table-out {output.table:q} --figure-out {output.figure:q}"
         " > {log:q} 2>&1"
 
@@ -223,7 +223,7 @@ rule fit_scaling:
         group=lambda w: study_of(w)["sweep"]["group"],
         expect=lambda w: sweep_options(study_of(w)["sweep"], expect=True),
     shell:
-        "python -m speedlab.scaling --runs {input.runs:q} --key {params.key}"
+        "python -m speedlab.analysis.scaling --runs {input.runs:q} --key {params.key}"
         " --group {params.group} --metric {params.metric} {params.expect}"
         " --json-out {output.fit:q} --figure-out {output.figure:q} > {log:q} 2>&1"
 
@@ -262,7 +262,7 @@ rule write_report:
         published=lambda w: json.dumps(study_of(w)["published"], sort_keys=True),
         scale=config.get("scale") or "default",
     shell:
-        "python -m speedlab.report --study {wildcards.study} --description={params.description:q}"
+        "python -m speedlab.analysis.report --study {wildcards.study} --description={params.description:q}"
         " --runs {input.runs:q} --stats {input.stats:q} --metric {params.metric}"
         " --baseline {params.baseline} --planned-seeds {params.n_seeds}"
         " --figure 'Validation bpb vs step='{input.curves:q}"

@@ -5,12 +5,22 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 # Jobs run `python -m speedlab...`: make the package importable from this checkout in every job
 # (plain venv, conda env or SLURM job) without relying on an editable install.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-# (The prefix goes through str.format like every shell command, hence the doubled braces.)
-shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# Without --use-conda, jobs run the interpreter that runs Snakemake (the venv's, activated or
+# not): its directory goes first on PATH. The prefix replaces Snakemake's own, so it restates
+# `set -euo pipefail`: a Python error inside `| tee` must fail the job. (The prefix goes through
+# str.format like every shell command, hence the doubled braces.)
+USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PYTHON_PATH = "" if USE_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(
+    "set -euo pipefail; "
+    f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {PYTHON_PATH}"
+)
 
 from speedlab.config import (
     ConfigError,
@@ -21,7 +31,7 @@ from speedlab.config import (
     validate,
 )
 from speedlab.plan import finished_runs, runtime_minutes
-from speedlab.data import corpus_params, local_files
+from speedlab.data.documents import corpus_params, local_files
 
 try:
     validate(config)
@@ -211,7 +221,7 @@ def sweep_outputs(wildcards):
 
 
 def sweep_options(sweep, expect=False):
-    """Command-line options of speedlab.sweep (or, with expect, speedlab.scaling)."""
+    """Command-line options of speedlab.analysis.sweep (or, with expect, speedlab.analysis.scaling)."""
     if expect:
         value = sweep["expect_exponent"]
         return "" if value is None else f"--expect={value}"
@@ -226,7 +236,7 @@ def sweep_options(sweep, expect=False):
 
 
 def report_options(input):
-    """speedlab.report's --sweep/--scaling options for the optional inputs write_report got."""
+    """speedlab.analysis.report's --sweep/--scaling options for the optional inputs write_report got."""
     options = []
     if "momentum_figure" in input.keys():
         figure = input["momentum_figure"]
@@ -244,7 +254,7 @@ def module_code(name):
     """An analysis rule's own module as an input: editing it reruns that rule and what follows
     (training code is deliberately not an input: a plotting fix must not retrain anything).
     """
-    return f"{SRC}/speedlab/{name}.py"
+    return f"{SRC}/speedlab/analysis/{name}.py"
 
 
 def study_param(key):

@@ -10,7 +10,7 @@ rule prepare_corpus:
     params:
         data=json.dumps(corpus_params(config["data"]), sort_keys=True),
     shell:
-        "python -m speedlab.data --data {params.data:q} --train {output.train:q}"
+        "python -m speedlab.data.documents --data {params.data:q} --train {output.train:q}"
         " --val {output.val:q} --source {output.source:q} 2>&1 | tee {log:q}"
 
 
@@ -27,6 +27,6 @@ rule fetch_pretokenized:
         train_shards=config["data"]["pretokenized"]["train_shards"],
         revision=config["data"]["pretokenized"]["revision"],
     shell:
-        "python -m speedlab.pretokenized --preset {wildcards.preset}"
+        "python -m speedlab.data.pretokenized --preset {wildcards.preset}"
         " --train-shards {params.train_shards} --revision {params.revision}"
         " --out-dir $(dirname {output.train:q}) > {log:q} 2>&1"

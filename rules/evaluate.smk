@@ -11,6 +11,6 @@ rule quantize_roundtrip:
         "../envs/train.yaml"
     threads: EXECUTION["train_threads"]
     shell:
-        "python -m speedlab.quantize --model {input.model:q} --val {input.val:q}"
+        "python -m speedlab.train.quantize --model {input.model:q} --val {input.val:q}"
         " --token-bytes {input.token_bytes:q} --out {output.roundtrip:q} --threads {threads}"
         " > {log:q} 2>&1"

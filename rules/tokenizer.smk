@@ -15,7 +15,7 @@ rule train_tokenizer:
             else ""
         ),
     shell:
-        "python -m speedlab.tokenizer train --docs {input.docs:q} --model {output.model:q}"
+        "python -m speedlab.data.tokenizer train --docs {input.docs:q} --model {output.model:q}"
         " --vocab-size {wildcards.vocab} {params.max_docs} --threads {threads} > {log:q} 2>&1"
 
 
@@ -29,7 +29,7 @@ rule count_token_bytes:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m speedlab.tokenizer bytes --model {input.model:q} --out {output.table:q}"
+        "python -m speedlab.data.tokenizer bytes --model {input.model:q} --out {output.table:q}"
         " > {log:q} 2>&1"
 
 
@@ -47,6 +47,6 @@ rule tokenize_split:
     params:
         shard_tokens=config["tokenizer"]["shard_tokens"],
     shell:
-        "python -m speedlab.tokenizer encode --docs {input.docs:q} --model {input.model:q}"
+        "python -m speedlab.data.tokenizer encode --docs {input.docs:q} --model {input.model:q}"
         " --out-dir $(dirname {output.manifest:q}) --split {wildcards.split}"
         " --shard-tokens {params.shard_tokens} --threads {threads} > {log:q} 2>&1"

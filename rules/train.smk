@@ -30,7 +30,7 @@ rule train_run:
         # Not an output: Snakemake must not delete it when a preempted job is rerun.
         checkpoints="results/checkpoints/{study}/{condition}/seed{seed}",
     shell:
-        "{params.launcher} -m speedlab.train --config {params.config:q} --seed {wildcards.seed}"
+        "{params.launcher} -m speedlab.train.loop --config {params.config:q} --seed {wildcards.seed}"
         " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"
         " --out-dir $(dirname {output.summary:q}) --threads {threads}"
         " --study {wildcards.study} --condition {wildcards.condition}"

@@ -1,9 +1,8 @@
 """Benchmark: a study of many runs -> tables, statistics, figures and report, as the rules run them.
 
 Writes --runs synthetic run directories (summary.json, roundtrip.json, provenance.json and a
-metrics.jsonl of --steps steps, as speedlab.train and speedlab.quantize write them; 10 conditions
-by default), then times each analysis command exactly as rules/aggregate.smk calls it, each in its
-own process. Prints the seconds per stage, the total and the ratio total / target (target: 1,000
+metrics.jsonl of --steps steps, as the trainer and the roundtrip write them; 10 conditions by
+default), then times each analysis command exactly as the rules call it, each in its own process. Prints the seconds per stage, the total and the ratio total / target (target: 1,000
 runs in under 15 s on 2 cores, so a ratio below 1 meets it). Example:
 
     .venv/bin/python scripts/bench_aggregate.py --runs 1000
@@ -104,24 +103,31 @@ def main() -> None:
         common = ["--conditions", conds, "--baseline", "c0"]
         py = [sys.executable, "-m"]
         stages = {
-            "collect": [*py, "speedlab.collect", "--study", "bench", "--baseline", "c0"]
+            "collect": [*py, "speedlab.analysis.collect", "--study", "bench", "--baseline", "c0"]
             + ["--summaries", *map(str, summaries)]
             + ["--runs-out", f"{out}/runs.parquet", "--curves-out", f"{out}/curves.parquet"],
-            "stats": [*py, "speedlab.stats", "--runs", f"{out}/runs.parquet"]
+            "stats": [*py, "speedlab.analysis.stats", "--runs", f"{out}/runs.parquet"]
             + ["--metric", "q_val_bpb,train_time_s", *common, "--planned-seeds", seeds]
             + ["--out", f"{out}/stats.csv", "--json", f"{out}/stats.json"],
-            "figure val_bpb_vs_step": [*py, "speedlab.figures", "curves"]
+            "figure val_bpb_vs_step": [*py, "speedlab.analysis.figures", "curves"]
             + ["--curves", f"{out}/curves.parquet", "--metric", "val_bpb", *common]
             + ["--out", f"{fig}/val_bpb_vs_step.png"],
-            "figure train_loss_vs_step": [*py, "speedlab.figures", "curves"]
+            "figure train_loss_vs_step": [*py, "speedlab.analysis.figures", "curves"]
             + ["--curves", f"{out}/curves.parquet", "--metric", "train_loss", *common]
             + ["--out", f"{fig}/train_loss_vs_step.png"],
-            "figure final_q_val_bpb": [*py, "speedlab.figures", "final"]
+            "figure final_q_val_bpb": [*py, "speedlab.analysis.figures", "final"]
             + ["--runs", f"{out}/runs.parquet", "--metric", "q_val_bpb", *common]
             + ["--out", f"{fig}/final_q_val_bpb.png"],
-            "figure quantization_cost": [*py, "speedlab.figures", "quant"]
+            "figure quantization_cost": [*py, "speedlab.analysis.figures", "quant"]
             + ["--runs", f"{out}/runs.parquet", *common, "--out", f"{fig}/quant.png"],
-            "report": [*py, "speedlab.report", "--study", "bench", "--runs", f"{out}/runs.parquet"]
+            "report": [
+                *py,
+                "speedlab.analysis.report",
+                "--study",
+                "bench",
+                "--runs",
+                f"{out}/runs.parquet",
+            ]
             + ["--stats", f"{out}/stats.csv", "--metric", "q_val_bpb", "--baseline", "c0"]
             + ["--planned-seeds", seeds, "--figure", f"Final={fig}/final_q_val_bpb.png"]
             + ["--out", f"{out}/report.md", "--html", f"{out}/report.html"],

@@ -1,4 +1,4 @@
-"""Benchmark: documents -> shards (speedlab.tokenizer.encode_split) against raw SentencePiece.
+"""Benchmark: documents -> shards (speedlab.data.encode.encode_split) against raw SentencePiece.
 
 Both sides encode the same texts with the same number of encoder threads, in the same process;
 the best of --repeats runs of each is compared. Prints docs/s, tokens/s and the ratio
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sentencepiece as spm
 
-from speedlab.tokenizer import encode_split
+from speedlab.data.encode import encode_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -35,11 +35,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from speedlab.collect import curve_rows  # noqa: E402
+from speedlab.analysis.collect import curve_rows  # noqa: E402
+from speedlab.analysis.import_logs import import_log  # noqa: E402
+from speedlab.analysis.stats import stats_table  # noqa: E402
 from speedlab.config import run_config, validate  # noqa: E402
-from speedlab.import_logs import import_log  # noqa: E402
-from speedlab.stats import stats_table  # noqa: E402
-from speedlab.train import PEAK_TFLOPS, flops_per_token  # noqa: E402
+from speedlab.train.loop import PEAK_TFLOPS, flops_per_token  # noqa: E402
 
 DEFAULT_REFERENCE = REPO / "reference" / "parameter-golf" / "train_gpt.py"
 
@@ -135,10 +135,10 @@ def run_speedlab(cfg: dict, seed: int, shards: Path, out: Path, nproc: int) -> d
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     val = ["--val", shards / "fineweb_val.json", "--token-bytes", shards / "token_bytes.npy"]
     cmd = torchrun(nproc) if nproc > 1 else [sys.executable]
-    cmd += ["-m", "speedlab.train", "--config", json.dumps(cfg), "--seed", seed]
+    cmd += ["-m", "speedlab.train.loop", "--config", json.dumps(cfg), "--seed", seed]
     cmd += ["--train", shards / "fineweb_train.json", *val, "--out-dir", out]
     subprocess.run([str(c) for c in [*cmd, "--study", "bench"]], check=True, env=env)
-    q = [sys.executable, "-m", "speedlab.quantize", "--model", out / "model.pt", *val]
+    q = [sys.executable, "-m", "speedlab.train.quantize", "--model", out / "model.pt", *val]
     subprocess.run([str(c) for c in [*q, "--out", out / "roundtrip.json"]], check=True, env=env)
     summary = json.loads((out / "summary.json").read_text())
     roundtrip = json.loads((out / "roundtrip.json").read_text())

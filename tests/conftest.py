@@ -40,7 +40,7 @@ def sp_model(tmp_path_factory, texts):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from speedlab.tokenizer import train_tokenizer
+    from speedlab.data.tokenizer import train_tokenizer
 
     d = tmp_path_factory.mktemp("tok")
     pq.write_table(pa.table({"text": texts[50:]}), d / "train.parquet")
@@ -80,7 +80,8 @@ def shards(tmp_path_factory, sp_model, texts):
     import pyarrow.parquet as pq
     import sentencepiece as spm
 
-    from speedlab.tokenizer import encode_split, token_byte_table
+    from speedlab.data.encode import encode_split
+    from speedlab.data.token_bytes import token_byte_table
 
     d = tmp_path_factory.mktemp("shards")
     pq.write_table(pa.table({"text": texts[:50]}), d / "val.parquet")

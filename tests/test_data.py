@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import FINEWEB_JSONL, fineweb_texts
-from speedlab.data import iter_local_texts, local_files, prepare_corpus
-from speedlab.hub import HubUnreachable
+from speedlab.data.documents import iter_local_texts, local_files, prepare_corpus
+from speedlab.data.hub import HubUnreachable
 
 
 def outputs(tmp_path):
@@ -91,7 +91,7 @@ def test_empty_document_set(tmp_path):
 
 
 def test_corpus_params_keep_what_decides_the_documents():
-    from speedlab.data import corpus_params
+    from speedlab.data.documents import corpus_params
 
     hf = {"source": "hf", "corpus": "c", "hf": {"repo": "r"}, "offline_fallback": ["f"],
           "local": "x/*.jsonl", "pretokenized": {"train_shards": 7}, "max_docs": 10}  # fmt: skip

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from speedlab.figures import plot_curves, plot_final
+from speedlab.analysis.figures import plot_curves, plot_final
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -69,7 +69,7 @@ def test_pngs_decode_at_the_intended_resolution(tmp_path):
 
 
 def test_cli_subcommands(tmp_path):
-    from speedlab.figures import main
+    from speedlab.analysis.figures import main
 
     curves, runs = synthetic()
     curves.to_parquet(tmp_path / "curves.parquet")
@@ -105,7 +105,7 @@ def test_cli_subcommands(tmp_path):
 
 
 def test_quantization_cost_figure(tmp_path):
-    from speedlab.figures import plot_quant_gap
+    from speedlab.analysis.figures import plot_quant_gap
 
     runs = pd.DataFrame(
         {
@@ -121,7 +121,7 @@ def test_quantization_cost_figure(tmp_path):
 
 
 def test_momentum_per_layer_comes_from_each_conditions_config(tmp_path):
-    from speedlab.figures import condition_momenta, plot_momentum
+    from speedlab.analysis.figures import condition_momenta, plot_momentum
 
     def run(cond, schedule, first=0.95, last=0.95, values=None):
         return {

@@ -1,4 +1,4 @@
-"""speedlab.hub against a loopback hub (tests/hub_server.py) serving real FineWeb documents."""
+"""speedlab.data.hub against a loopback hub (tests/hub_server.py) serving real FineWeb documents."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import constants, hf_hub_download
 
 from hub_server import COMMIT, FakeHub
-from speedlab.hub import (
+from speedlab.data.hub import (
     HubUnreachable,
     config_data_files,
     hub_reachable,
@@ -231,7 +231,7 @@ def test_a_cache_for_a_missing_repo_names_it(hub: FakeHub, tmp_path: Path) -> No
 def test_the_data_stage_reads_the_hub_like_local_files(
     hub: FakeHub, repo_dir: Path, tmp_path: Path
 ) -> None:
-    from speedlab.data import prepare_corpus
+    from speedlab.data.documents import prepare_corpus
 
     def split(data: dict, out: Path) -> tuple[list[str], list[str], dict]:
         out.mkdir()

@@ -1,4 +1,4 @@
-"""speedlab.import_logs on short logs shaped like parameter-golf's and modded-nanogpt's."""
+"""speedlab.analysis.import_logs on short logs shaped like parameter-golf's and modded-nanogpt's."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from speedlab.collect import COLUMNS, collect
-from speedlab.import_logs import import_log, main, parse_log
+from speedlab.analysis.collect import COLUMNS, collect
+from speedlab.analysis.import_logs import import_log, main, parse_log
 
 SEP = "=" * 100
 

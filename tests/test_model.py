@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from speedlab.model import GPT
+from speedlab.train.models.gpt import GPT
 
 
 def test_parameter_golf_baseline_size():
@@ -37,8 +37,8 @@ def test_modded124m_preset_shape():
 
     from conftest import REPO
     from speedlab.config import run_config, validate
-    from speedlab.model import build_model
-    from speedlab.train import padded_vocab
+    from speedlab.train.loop import padded_vocab
+    from speedlab.train.models import build_model
 
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["scale"] = "modded124m"
@@ -55,7 +55,7 @@ def test_modded124m_preset_shape():
 def test_flops_and_mfu():
     import torch
 
-    from speedlab.train import flops_per_token, mfu, padded_vocab
+    from speedlab.train.loop import flops_per_token, mfu, padded_vocab
 
     assert flops_per_token(1000, {"n_layer": 2, "d_model": 8}, 16) == 6000 + 12 * 2 * 8 * 16
     assert mfu(1e12, torch.device("cpu"), 100.0) is None

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from speedlab.ngpt import NGPT, build_ngpt, normalize_weights
+from speedlab.train.models.ngpt import NGPT, build_ngpt, normalize_weights
 
 
 def tiny(**kw) -> NGPT:

@@ -1,18 +1,16 @@
 import pytest
 import torch
 
-from speedlab.model import GPT
-from speedlab.optim import (
+from speedlab.train.models.gpt import GPT
+from speedlab.train.optim import (
     Muon,
     apply_schedules,
     build_optimizers,
-    layer_momenta,
-    lr_multiplier,
     newton_schulz5,
     normuon_normalize,
     polar_express,
-    wd_multiplier,
 )
+from speedlab.train.schedules import layer_momenta, lr_multiplier, wd_multiplier
 
 OPTIM = dict(
     matrix_lr=0.04,

@@ -20,7 +20,7 @@ def config(**top):
 
 
 def finish(root, c, condition, seed, train_time_s, steps=200):
-    """A finished run as speedlab.train leaves it: summary.json and provenance.json."""
+    """A finished run as speedlab.train.loop leaves it: summary.json and provenance.json."""
     cfg = run_config(c, "quickstart", condition)
     d = root / "results/runs/quickstart" / condition / f"seed{seed}"
     d.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""speedlab.pretokenized against a loopback hub serving parameter-golf-like and gpt2-like repos.
+"""data.pretokenized against a loopback hub serving parameter-golf-like and gpt2-like repos.
 
 The sp1024 repo holds real FineWeb documents tokenized with the community sp1024 model, at the
 paths parameter-golf's downloader uses; a decoy sp4096 folder checks that only the preset's
@@ -17,8 +17,8 @@ from huggingface_hub import constants
 
 from conftest import fineweb_texts
 from hub_server import COMMIT, FakeHub
-from speedlab.pretokenized import PRESETS, byte_table, fetch_pretokenized, main
-from speedlab.shards import HEADER_BYTES, load_split, read_shard, write_shard
+from speedlab.data.pretokenized import PRESETS, byte_table, fetch_pretokenized, main
+from speedlab.data.shards import HEADER_BYTES, load_split, read_shard, write_shard
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data"
 MODEL = SHARED / "tokenizer_lab_retrain/fineweb_1024_bpe.model"
@@ -161,7 +161,7 @@ def byte_level_vocab_and_docs(n_docs: int) -> tuple[dict[str, int], list[np.ndar
     with it greedily: a known word is one token, anything else its bytes."""
     from collections import Counter
 
-    from speedlab.tokenizer import byte_level_alphabet
+    from speedlab.data.token_bytes import byte_level_alphabet
 
     char = {b: c for c, b in byte_level_alphabet().items()}
     vocab = {c: i for i, c in enumerate(sorted(char.values(), key=ord))}
@@ -205,7 +205,7 @@ def gpt2_repos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
 def test_fetch_gpt2_with_its_byte_table(hub: FakeHub, gpt2_repos, tmp_path: Path) -> None:
     """GPT-2's vocab.json comes from its model repo: the byte table counts every UTF-8 byte of
     the documents exactly."""
-    from speedlab.tokenizer import sequence_bytes
+    from speedlab.data.token_bytes import sequence_bytes
 
     root, tok, val_docs = gpt2_repos
     files = GPT2_FILES

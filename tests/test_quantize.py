@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from speedlab.model import GPT, build_model
-from speedlab.quantize import (
+from speedlab.data.shards import write_manifest, write_shard
+from speedlab.train.models import GPT, build_model
+from speedlab.train.quantize import (
     code_bytes,
     compress,
     decompress,
@@ -16,7 +17,6 @@ from speedlab.quantize import (
     quantize_state,
     roundtrip,
 )
-from speedlab.shards import write_manifest, write_shard
 
 
 def test_int8_roundtrip_error_is_within_half_a_step():

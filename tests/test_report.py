@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from speedlab.report import main, write_report
-from speedlab.stats import write_stats
+from speedlab.analysis.report import main, write_report
+from speedlab.analysis.stats import write_stats
 
 
 def runs_frame() -> pd.DataFrame:
@@ -190,8 +190,8 @@ def test_sweep_and_scaling_sections(tmp_path):
 
     from test_scaling import GROUP, KEY, wd_runs
 
-    from speedlab import scaling
-    from speedlab.sweep import sweep_table
+    from speedlab.analysis import scaling
+    from speedlab.analysis.sweep import sweep_table
 
     runs = wd_runs().assign(study="wd", train_time_s=10.0, steps=100, tokens=10**6)
     runs.to_parquet(tmp_path / "runs.parquet")
@@ -239,7 +239,7 @@ def test_sweep_and_scaling_sections(tmp_path):
 
 
 def test_fewer_runs_than_planned_says_what_can_be_detected(study):
-    from speedlab.stats import detectable_effect
+    from speedlab.analysis.stats import detectable_effect
 
     text = write_report(
         "s", "", runs_frame(), study / "stats.csv", {}, study / "r.md", "q_val_bpb", "uniform", 10

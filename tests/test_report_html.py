@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from speedlab.figures import plot_final
-from speedlab.report import write_html, write_report
-from speedlab.stats import write_stats
+from speedlab.analysis.figures import plot_final
+from speedlab.analysis.report import write_html, write_report
+from speedlab.analysis.stats import write_stats
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

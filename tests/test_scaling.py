@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from speedlab.scaling import (
+from speedlab.analysis.scaling import (
     bootstrap_exponent,
     main,
     optimum_fit,
     plot_scaling,
     power_law_fit,
 )
-from speedlab.sweep import sweep_table
+from speedlab.analysis.sweep import sweep_table
 
 KEY, GROUP = "optim.weight_decay", "model.d_model"
 WIDTHS = (128, 256, 512, 1024)

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from speedlab.shards import HEADER_BYTES, MAGIC, load_split, read_shard, write_manifest, write_shard
+from speedlab.data.shards import (
+    HEADER_BYTES,
+    MAGIC,
+    load_split,
+    read_shard,
+    write_manifest,
+    write_shard,
+)
 
 
 def reference_reader(path):
@@ -54,7 +61,7 @@ def test_manifest_concatenates_shards_in_order(tmp_path):
 
 
 def test_check_command_names_each_broken_invariant(tmp_path, capsys):
-    from speedlab.shards import inspect_shard, main
+    from speedlab.data.shards import inspect_shard, main
 
     good = tmp_path / "good.bin"
     write_shard(good, np.array([1, 5, 7, 1, 9], dtype=np.uint16))

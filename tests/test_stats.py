@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from speedlab.stats import (
+from speedlab.analysis.stats import (
     BOOT_SEED,
     bootstrap_interval,
     compare,
@@ -127,7 +127,7 @@ def test_baseline_must_be_a_condition():
 
 
 def test_cli_writes_the_csv(tmp_path):
-    from speedlab.stats import STATS_COLUMNS, main
+    from speedlab.analysis.stats import STATS_COLUMNS, main
 
     runs_frame({"uniform": BASE, "layerwise": BETTER}).to_parquet(tmp_path / "runs.parquet")
     out = tmp_path / "out" / "stats.csv"
@@ -286,7 +286,7 @@ def test_record_rule_both_ways():
 
 
 def test_new_columns_sit_between_verdict_and_alpha(tmp_path):
-    from speedlab.stats import STATS_COLUMNS
+    from speedlab.analysis.stats import STATS_COLUMNS
 
     new = ["boot_low", "boot_high", "mwu_p", "hedges_g", "g_low", "g_high", "welch_p_holm"]
     new += ["n_for_80pct_power", "record_verdict", "diff_low", "diff_high"]
@@ -341,7 +341,7 @@ def test_time_is_its_own_block_and_json_lists_exclusions(tmp_path):
 
 
 def test_detectable_effect_inverts_the_power_function():
-    from speedlab.stats import detectable_effect, t_test_power
+    from speedlab.analysis.stats import detectable_effect, t_test_power
 
     g = detectable_effect(5, 5)
     assert t_test_power(g, 5) == pytest.approx(0.8, abs=1e-9)  # equal n: the same power curve

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speedlab.stats import compare, holm, summarize
+from speedlab.analysis.stats import compare, holm, summarize
 
 values = st.lists(
     st.floats(min_value=1.0, max_value=5.0, allow_nan=False), min_size=2, max_size=8

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from speedlab.sweep import (
+from speedlab.analysis.sweep import (
     DEFAULT_NOT_SWEPT,
     IS_DEFAULT,
     NO_DEFAULT,

@@ -7,15 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
-from speedlab.data import prepare_corpus
-from speedlab.shards import load_split, read_shard
-from speedlab.tokenizer import (
-    BOS_ID,
-    encode_split,
-    sequence_bytes,
-    token_byte_table,
-    train_tokenizer,
-)
+from speedlab.data.documents import prepare_corpus
+from speedlab.data.encode import BOS_ID, encode_split
+from speedlab.data.shards import load_split, read_shard
+from speedlab.data.token_bytes import sequence_bytes, token_byte_table
+from speedlab.data.tokenizer import train_tokenizer
 
 
 def test_tokenizer_options_follow_parameter_golf(sp_model):
@@ -102,9 +98,9 @@ def test_same_bytes_whatever_the_worker_count(tmp_path, sp_model, docs_parquet):
 def test_killed_run_resumes_to_identical_shards(tmp_path, sp_model, docs_parquet, monkeypatch):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     encode_split(docs_parquet, sp_model, clean, "train", 15_000, threads=2)
-    import speedlab.shards
+    import speedlab.data.shards
 
-    real_write, calls = speedlab.shards.write_shard, []
+    real_write, calls = speedlab.data.shards.write_shard, []
 
     def dies_on_fourth(path, tokens):
         calls.append(path)
@@ -113,14 +109,14 @@ def test_killed_run_resumes_to_identical_shards(tmp_path, sp_model, docs_parquet
             raise KeyboardInterrupt("killed")
         real_write(path, tokens)
 
-    monkeypatch.setattr(speedlab.shards, "write_shard", dies_on_fourth)
+    monkeypatch.setattr(speedlab.data.shards, "write_shard", dies_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         encode_split(docs_parquet, sp_model, killed, "train", 15_000, threads=2)
     assert not (killed / "fineweb_train.json").exists()  # incomplete split: no manifest
-    monkeypatch.setattr(speedlab.shards, "write_shard", real_write)
+    monkeypatch.setattr(speedlab.data.shards, "write_shard", real_write)
     resumed = []
     monkeypatch.setattr(
-        speedlab.shards, "write_shard", lambda p, t: (resumed.append(p.name), real_write(p, t))
+        speedlab.data.shards, "write_shard", lambda p, t: (resumed.append(p.name), real_write(p, t))
     )
     encode_split(docs_parquet, sp_model, killed, "train", 15_000, threads=2)
     assert resumed[0] == "fineweb_train_000003.bin"  # the three complete shards were kept
@@ -161,7 +157,7 @@ def test_byte_level_alphabet_is_gpt2s():
     """GPT-2's byte-level alphabet: its first 256 vocab ids are the bytes in the order of their
     characters, so "!" is 0, a newline ("Ċ") 198 and a space ("Ġ") 220 (checked once against
     the 50,256 ranks of tiktoken's gpt2 file, shipped in openai-whisper's sdist)."""
-    from speedlab.tokenizer import byte_level_alphabet, byte_level_table
+    from speedlab.data.token_bytes import byte_level_alphabet, byte_level_table
 
     alphabet = byte_level_alphabet()
     assert sorted(alphabet.values()) == list(range(256))

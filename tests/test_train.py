@@ -6,7 +6,7 @@ import yaml
 
 from conftest import REPO
 from speedlab.config import run_config, validate
-from speedlab.train import train
+from speedlab.train.loop import train
 
 
 def smoke_config(condition="layerwise", **train_edits):
@@ -56,8 +56,8 @@ def test_same_seed_same_run_and_loss_falls(tmp_path, shards):
 
 
 def test_seeded_data_order_differs_by_seed_fixed_does_not(tmp_path, shards):
-    from speedlab.shards import load_split
-    from speedlab.train import Batches
+    from speedlab.data.shards import load_split
+    from speedlab.train.loop import Batches
 
     tokens = load_split(shards / "fineweb_train.json")
     fixed = [Batches(tokens, 4, 32, "fixed", s).get(7)[0] for s in (0, 1)]
@@ -71,7 +71,7 @@ def test_seeded_data_order_differs_by_seed_fixed_does_not(tmp_path, shards):
 def test_divergence_is_recorded_not_hidden(tmp_path, shards, monkeypatch):
     # This architecture (norms everywhere, softcapped logits) saturates rather than overflows
     # even at absurd learning rates, so the NaN is injected: the point is what train() does.
-    from speedlab.model import GPT
+    from speedlab.train.models.gpt import GPT
 
     forward, calls = GPT.forward, []
 
@@ -90,7 +90,7 @@ def _launch(shards, out, ckpt, cfg, env):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "speedlab.train", "--config", json.dumps(cfg), "--seed", "1",
+    args = [sys.executable, "-m", "speedlab.train.loop", "--config", json.dumps(cfg), "--seed", "1",
             "--train", str(shards / "fineweb_train.json"),
             "--val", str(shards / "fineweb_val.json"),
             "--token-bytes", str(shards / "token_bytes.npy"), "--out-dir", str(out),
@@ -153,7 +153,7 @@ def test_preempted_run_resumes_to_the_same_metrics(
 
 
 def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, shards):
-    from speedlab import checkpoint
+    from speedlab.train import checkpoint
 
     checkpoint.save(tmp_path / "ckpt" / "checkpoint.pt", {"identity": {"other": 1}, "step": 5})
     s = train(
@@ -188,7 +188,7 @@ def test_global_batch_is_fixed_whatever_the_process_count(tmp_path, shards, cli_
     cfg2 = json.loads(json.dumps(cfg))
     cfg2["train"]["micro_batch_seqs"] = 1  # 2 sequences per process, in 2 micro-batches
     torchrun = Path(sys.executable).parent / "torchrun"
-    args = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "speedlab.train",
+    args = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "speedlab.train.loop",
             "--config", json.dumps(cfg2), "--seed", "2",
             "--train", str(shards / "fineweb_train.json"),
             "--val", str(shards / "fineweb_val.json"),
@@ -206,7 +206,7 @@ def test_global_batch_is_fixed_whatever_the_process_count(tmp_path, shards, cli_
 
 
 def test_micro_batches_must_divide_the_batch():
-    from speedlab.train import micro_batches
+    from speedlab.train.loop import micro_batches
 
     assert micro_batches(8, None, 2) == (4, 1, 4)
     assert micro_batches(8, 2, 2) == (4, 2, 2)

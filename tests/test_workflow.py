@@ -199,7 +199,9 @@ def test_a_multi_gpu_run_is_one_torchrun_launch_asking_for_its_gpus(built, tmp_p
     edited.write_text(yaml.safe_dump(config))
     target = "results/runs/quickstart/layerwise/seed0/summary.json"
     plan = snakemake(workdir, target, "-n", "-p", "--configfile", str(edited), env=env)
-    launch = "python -m torch.distributed.run --standalone --nproc-per-node=8 -m speedlab.train"
+    launch = (
+        "python -m torch.distributed.run --standalone --nproc-per-node=8 -m speedlab.train.loop"
+    )
     assert plan.count(launch) == 1
     assert "gpu=8" in plan and "gpu_model=h100" in plan and "--signal=USR1@300" in plan
     assert "mem_mb=516000" in plan  # 4,000 + 8 x execution.mem_mb_per_gpu

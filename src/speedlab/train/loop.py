@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speedlab import checkpoint, distributed
-from speedlab.checkpoint import StopFlag
 from speedlab.config import config_hash
-from speedlab.evaluate import autocast, device_of, evaluate, val_slice
+from speedlab.data.shards import load_split
 from speedlab.files import atomic_path
-from speedlab.model import build_model
-from speedlab.optim import apply_schedules, build_optimizers
-from speedlab.shards import load_split
+from speedlab.train import checkpoint, distributed
+from speedlab.train.checkpoint import StopFlag
+from speedlab.train.models import build_model
+from speedlab.train.optim import apply_schedules, build_optimizers
+from speedlab.train.validation import autocast, device_of, evaluate, val_slice
 
 
 class Batches:
@@ -158,7 +158,7 @@ def train(
     optimizers = build_optimizers(model, ocfg)
     renormalize = None
     if mcfg.get("kind") == "ngpt":
-        from speedlab.ngpt import normalize_weights as renormalize
+        from speedlab.train.models.ngpt import normalize_weights as renormalize
     # The global batch is fixed by the config; the GPU count only changes how it is split into
     # per-rank micro-batches and accumulation steps, so results do not depend on the world size.
     per_rank, accum, micro = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)

@@ -3,8 +3,8 @@
 A shard is a 1024-byte header of 256 little-endian int32 (magic 20240520, version 1, token
 count, zeros) followed by the tokens as little-endian uint16.
 
-    python -m speedlab.shards info FILE...                  header, tokens, BOS count, id range
-    python -m speedlab.shards check --vocab 1024 FILE...    verify every invariant (exit 1 if not)
+    speedlab shards info FILE...                  header, tokens, BOS count, id range
+    speedlab shards check --vocab 1024 FILE...    verify every invariant (exit 1 if not)
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def inspect_shard(path: str | Path, vocab: int | None = None, bos_id: int = 1) -
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m speedlab.shards",
+        prog="python -m speedlab.data.shards",
         description="Inspect or verify token shards.",
     )
     p.add_argument("mode", choices=["info", "check"])

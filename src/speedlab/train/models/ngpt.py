@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speedlab.model import Rotary, apply_rotary, head_dims, project_qkv, shape_kwargs
+from speedlab.train.models.layers import Rotary, apply_rotary, head_dims, project_qkv, shape_kwargs
 
 
 def norm(x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from speedlab.tokenizer import sequence_bytes
+from speedlab.data.token_bytes import sequence_bytes
 
 
 def device_of(name: str) -> torch.device:

@@ -1,6 +1,6 @@
 """torchrun / DDP plumbing: the world comes from the environment torchrun sets, nothing else.
 
-With WORLD_SIZE unset (a plain `python -m speedlab.train`) everything here is a no-op, so the
+With WORLD_SIZE unset (a plain `python -m speedlab.train.loop`) everything here is a no-op, so the
 single-process path stays the reference the multi-process path is compared with.
 """
 

@@ -2,7 +2,7 @@
 
 A study sweeps one key (e.g. `optim.matrix_lr`), optionally separately at each value of another
 (e.g. `optim.weight_decay` at each `model.d_model`). Runs are placed by their resolved config
-(the `cfg.<key>` columns of runs.parquet), not by condition name. As in speedlab.stats, metrics
+(the `cfg.<key>` columns of runs.parquet), not by condition name. As in analysis.stats, metrics
 are lower-is-better and diverged runs or runs without the metric are left out (and counted).
 """
 
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from speedlab.figures import metric_label, save_figure, themed_colors
+from speedlab.analysis.figures import metric_label, save_figure, themed_colors
+from speedlab.analysis.stats import BETTER, NO_DIFFERENCE, WORSE, summary_row, verdict
 from speedlab.files import atomic_path
-from speedlab.stats import BETTER, NO_DIFFERENCE, WORSE, summary_row, verdict
 
 SWEEP_COLUMNS = [
     "metric",
@@ -151,7 +151,7 @@ def sweep_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per (group value, swept value), sorted: n, n_excluded, mean, sd, sem and the
-    (1 - alpha) t-interval (NaN when n < 2, as in speedlab.stats), then
+    (1 - alpha) t-interval (NaN when n < 2, as in speedlab.analysis.stats), then
 
     - p_best: the fraction of n_boot bootstrap resamples (seeds resampled within each value,
       numpy Generator(seed)) in which this value has the lowest mean of its group — lower is
@@ -332,9 +332,12 @@ def parse_value(text: str):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m speedlab.sweep", description="Metric per value of a swept config key."
+        prog="python -m speedlab.analysis.sweep",
+        description="Metric per value of a swept config key.",
     )
-    p.add_argument("--runs", required=True, type=Path, help="runs.parquet from speedlab.collect")
+    p.add_argument(
+        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
+    )
     p.add_argument("--key", required=True, help="swept config key, e.g. optim.matrix_lr")
     p.add_argument("--metric", required=True, help="runs column, lower is better: q_val_bpb")
     p.add_argument("--group", help="sweep separately at each value of this key: model.d_model")

@@ -2,7 +2,7 @@
 
 Both are already in speedlab's shard format, so fetching them stands in for the data, tokenizer
 and shard stages: out_dir gets the shards under their official names, the manifests
-fineweb_{train,val}.json, the vocabulary file and token_bytes.npy, as `speedlab.tokenizer` writes
+fineweb_{train,val}.json, the vocabulary file and token_bytes.npy, as the tokenizer stage writes
 them for shards of its own. sp1024's vocabulary is the SentencePiece model in its dataset repo;
 gpt2's is GPT-2's byte-level vocab.json from the model repo openai-community/gpt2 (the ids
 tiktoken's "gpt2" encoding uses), so both report bits per byte.
@@ -35,12 +35,12 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from speedlab.data.hub import HubUnreachable, hub_endpoint
+from speedlab.data.shards import read_shard, write_manifest
+from speedlab.data.token_bytes import byte_level_table, token_byte_table
 from speedlab.files import atomic_path
-from speedlab.hub import HubUnreachable, hub_endpoint
-from speedlab.shards import read_shard, write_manifest
-from speedlab.tokenizer import byte_level_table, token_byte_table
 
-log = logging.getLogger("speedlab.pretokenized")
+log = logging.getLogger("speedlab.data.pretokenized")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ PRESETS = {
 
 
 def byte_table(preset: str, tokenizer: Path) -> np.ndarray:
-    """The (3, V) bytes-per-token table of a preset (see speedlab.tokenizer) for bits per byte."""
+    """The (3, V) bytes-per-token table of a preset (data.token_bytes), for bits per byte."""
     spec = PRESETS[preset]
     if Path(spec.tokenizer).suffix == ".json":
         try:

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from speedlab.analysis.stats import split_list, summarize  # noqa: E402
 from speedlab.files import atomic_path  # noqa: E402
-from speedlab.stats import split_list, summarize  # noqa: E402
 
 DPI = 150
 
@@ -255,7 +255,7 @@ def plot_quant_gap(
 
 def condition_momenta(runs: pd.DataFrame) -> dict[str, list[float]]:
     """Each condition's target Muon momentum per layer, from the config columns of its runs."""
-    from speedlab.optim import layer_momenta
+    from speedlab.train.schedules import layer_momenta
 
     out = {}
     for condition, rows in runs.groupby("condition", sort=False):
@@ -312,7 +312,9 @@ def save_figure(fig: plt.Figure, out_png: str | Path, footnote: str | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m speedlab.figures", description="Study figures.")
+    p = argparse.ArgumentParser(
+        prog="python -m speedlab.analysis.figures", description="Study figures."
+    )
     sub = p.add_subparsers(dest="kind", required=True)
 
     c = sub.add_parser("curves", help="metric vs step/tokens/time, mean and band over seeds")

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from speedlab.config import flatten
-from speedlab.stats import (
+from speedlab.analysis.stats import (
     BETTER,
     INSUFFICIENT,
     NO_DIFFERENCE,
@@ -25,6 +24,7 @@ from speedlab.stats import (
     detectable_effect,
     summarize,
 )
+from speedlab.config import flatten
 
 LABELS = {
     "q_val_bpb": "post-quant val_bpb",
@@ -220,7 +220,7 @@ def _design(runs: pd.DataFrame, stats: pd.DataFrame, baseline: str, planned: int
             "only for effects of " + "; ".join(bounds) + " (Hedges g, standardized by the "
             "pooled sd). Smaller effects can be neither shown nor ruled out."
         )
-    # Provenance columns are written by speedlab.collect but are not part of the core schema.
+    # Provenance columns are written by analysis.collect but are not part of the core schema.
     provenance = [c for c in ("device", "host", "torch") if c in runs]
     if provenance:
         lines.append(
@@ -378,7 +378,7 @@ def write_report(
     published: dict | None = None,
     scale: str | None = None,
 ) -> str:
-    """The lab note; `sweep` (speedlab.sweep's table) and `scaling` (speedlab.scaling's JSON)
+    """The lab note; `sweep` (analysis.sweep's table) and `scaling` (analysis.scaling's JSON)
     add their sections when the study declares a sweep. `condition_overrides` (the study's
     `conditions`) and `published` (its `published` block) fill the headline results table."""
     out_md = Path(out_md)
@@ -641,11 +641,13 @@ def write_html(md_path: str | Path, out_html: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m speedlab.report", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m speedlab.analysis.report", description=__doc__)
     p.add_argument("--study", required=True)
     p.add_argument("--description", default="", help="the study's question, in prose")
     p.add_argument("--runs", required=True, type=Path, help="runs.parquet")
-    p.add_argument("--stats", required=True, type=Path, help="stats.csv from speedlab.stats")
+    p.add_argument(
+        "--stats", required=True, type=Path, help="stats.csv from speedlab.analysis.stats"
+    )
     p.add_argument("--metric", required=True, help="primary metric, as in stats.csv")
     p.add_argument("--baseline", required=True)
     p.add_argument("--planned-seeds", required=True, type=int)
@@ -658,8 +660,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="report.md")
     p.add_argument("--html", type=Path, help="also write this self-contained report.html")
-    p.add_argument("--sweep", type=Path, help="sweep.csv from speedlab.sweep")
-    p.add_argument("--scaling", type=Path, help="scaling.json from speedlab.scaling")
+    p.add_argument("--sweep", type=Path, help="sweep.csv from speedlab.analysis.sweep")
+    p.add_argument("--scaling", type=Path, help="scaling.json from speedlab.analysis.scaling")
     p.add_argument("--conditions", type=json.loads, help="the conditions' overrides, as JSON")
     p.add_argument("--published", type=json.loads, help="the study's published block, as JSON")
     p.add_argument("--scale", help="the scale the runs were made at (e.g. smoke, full)")

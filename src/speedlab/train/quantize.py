@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speedlab.evaluate import evaluate, val_slice
-from speedlab.model import build_model
-from speedlab.optim import CONTROL_NAMES
-from speedlab.shards import load_split
+from speedlab.data.shards import load_split
+from speedlab.train.models import build_model
+from speedlab.train.optim import CONTROL_NAMES
+from speedlab.train.validation import evaluate, val_slice
 
 SCHEMES = ("simple", "parameter_golf")
 

@@ -14,6 +14,8 @@ import itertools
 import torch
 from torch import Tensor
 
+from speedlab.train.schedules import layer_momenta, lr_multiplier, per_layer_list, wd_multiplier
+
 # Quintic coefficients chosen to push singular values towards 1 as fast as possible from (0, 1];
 # they do not converge exactly to 1 (the result lands in roughly [0.7, 1.2]), which is enough.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -78,54 +80,9 @@ def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
 ORTHOGONALIZERS = {"newton_schulz5": newton_schulz5, "polar_express": polar_express}
 
 
-def layer_momenta(
-    schedule: str, n_layer: int, value: float, first: float, last: float, values=None
-) -> list:
-    """Target Muon momentum of each layer, first layer (closest to the embedding) first.
-
-    uniform: `value` everywhere. linear: `first` at layer 0 to `last` at layer n_layer-1, linear
-    in the layer index. inverse: the linear schedule reversed, i.e. `first` at the LAST layer and
-    `last` at layer 0 (the same two numbers, mirrored along the depth). list: `values`, one per
-    layer, first layer first.
-    """
-    if schedule == "uniform":
-        return [value] * n_layer
-    if schedule in ("linear", "inverse"):
-        if n_layer == 1:
-            return [first]
-        ramp = [first + (last - first) * i / (n_layer - 1) for i in range(n_layer)]
-        return ramp if schedule == "linear" else ramp[::-1]
-    if schedule == "list":
-        if values is None:
-            raise ValueError("optim.momentum_list is required with momentum_schedule: list")
-        return per_layer_list("momentum_list", values, n_layer)
-    raise ValueError(f"optim.momentum_schedule: unknown schedule {schedule!r}")
-
-
-def per_layer_list(key: str, values, n_layer: int) -> list:
-    """`values` as a list of exactly n_layer floats, else a ValueError naming optim.<key>."""
-    if len(values) != n_layer:
-        raise ValueError(
-            f"optim.{key} has {len(values)} values but the model has n_layer={n_layer}"
-        )
-    return [float(v) for v in values]
-
-
 def _layer_mults(optim_cfg: dict, key: str, n_layer: int) -> list:
     values = optim_cfg.get(key)
     return [1.0] * n_layer if values is None else per_layer_list(key, values, n_layer)
-
-
-def wd_multiplier(schedule: str, step: int, total_steps: int, elapsed_frac=0.0) -> float:
-    """Weight-decay factor: constant = 1; linear_to_zero = 1 - progress over the whole run.
-
-    Progress is measured as in lr_multiplier (the larger of step fraction and elapsed_frac).
-    """
-    if schedule == "constant":
-        return 1.0
-    if schedule == "linear_to_zero":
-        return max(1.0 - max(step / total_steps, elapsed_frac), 0.0)
-    raise ValueError(f"optim.wd_schedule: unknown schedule {schedule!r}")
 
 
 class Muon(torch.optim.Optimizer):
@@ -290,22 +247,6 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
-
-
-def lr_multiplier(
-    step: int, total_steps: int, warmup_steps: int, warmdown_frac: float, elapsed_frac=0.0
-) -> float:
-    """Linear warmup, constant, then linear warmdown to zero over the last warmdown_frac.
-
-    Progress is the larger of the step fraction and `elapsed_frac` (training time over the
-    wall-clock budget), so a time-limited run warms down before its time runs out.
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    remaining = 1.0 - max(step / total_steps, elapsed_frac)
-    if warmdown_frac > 0 and remaining < warmdown_frac:
-        return max(remaining, 0.0) / warmdown_frac
-    return 1.0
 
 
 def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_frac=0.0):

@@ -424,9 +424,12 @@ def split_list(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m speedlab.stats", description="Summarize a study and test vs baseline."
+        prog="python -m speedlab.analysis.stats",
+        description="Summarize a study and test vs baseline.",
     )
-    p.add_argument("--runs", required=True, type=Path, help="runs.parquet from speedlab.collect")
+    p.add_argument(
+        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
+    )
     p.add_argument(
         "--metric", required=True, type=split_list,
         help="runs columns to analyse, comma-separated, primary first: q_val_bpb,train_time_s",

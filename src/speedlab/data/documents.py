@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from speedlab.files import atomic_path
 
-log = logging.getLogger("speedlab.data")
+log = logging.getLogger("speedlab.data.documents")
 
 
 def _as_list(globs: str | list[str]) -> list[str]:
@@ -105,7 +105,7 @@ def open_source(data: dict) -> tuple[Iterator[str], dict]:
         files = local_files(data.get("local"))
         return iter_local_texts(files, column), {"source": "local", "files": files}
 
-    from speedlab import hub  # the hub client is only imported when it is needed
+    from speedlab.data import hub  # the hub client is only imported when it is needed
 
     hf = {"repo": "HuggingFaceFW/fineweb", "name": "sample-10BT", "revision": "main"}
     hf.update(data.get("hf") or {})

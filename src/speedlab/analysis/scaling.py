@@ -1,7 +1,7 @@
 """Power-law fits of how a sweep's optimum moves with scale.
 
 E.g. "the best weight decay against model width, expecting an exponent near -2": a grouped
-sweep (speedlab.sweep, value = weight decay, group = width) gives the best value per width, and
+sweep (analysis.sweep, value = weight decay, group = width) gives the best value per width, and
 log(best) = log(k) + exponent * log(width) is fitted by least squares (scipy linregress).
 The best value is a point of the swept grid, so the fitted exponent is only as fine as the grid.
 """
@@ -18,9 +18,9 @@ import pandas as pd
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats as sps
 
-from speedlab.figures import save_figure, themed_colors
+from speedlab.analysis.figures import save_figure, themed_colors
+from speedlab.analysis.sweep import cells, resampled_means, sweep_table
 from speedlab.files import atomic_path
-from speedlab.sweep import cells, resampled_means, sweep_table
 
 
 def power_law_fit(x, y, alpha: float = 0.05) -> dict:
@@ -200,10 +200,12 @@ def _within(e: float | None, lo: float, hi: float) -> bool | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m speedlab.scaling",
+        prog="python -m speedlab.analysis.scaling",
         description="Power-law fit of a sweep's best value against a scale key.",
     )
-    p.add_argument("--runs", required=True, type=Path, help="runs.parquet from speedlab.collect")
+    p.add_argument(
+        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
+    )
     p.add_argument("--key", required=True, help="swept config key, e.g. optim.weight_decay")
     p.add_argument("--group", required=True, help="scale config key, e.g. model.d_model")
     p.add_argument("--metric", required=True, help="runs column, lower is better: q_val_bpb")

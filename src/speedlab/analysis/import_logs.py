@@ -1,9 +1,9 @@
 """Training logs made by other tools -> rows of speedlab's tables, to compare with speedlab runs.
 
-    python -m speedlab.import_logs --study S --condition C --seed N LOG \\
+    python -m speedlab.analysis.import_logs --study S --condition C --seed N LOG \\
         --runs-out runs.parquet --curves-out curves.parquet
 
-writes a one-row runs.parquet and a curves.parquet with the schemas of `speedlab.collect`
+writes a one-row runs.parquet and a curves.parquet with the schemas of `speedlab.analysis.collect`
 (`collect --imported runs.parquet curves.parquet` adds them to a study's tables).
 
 Formats. Both are the log files of a `train_gpt.py` that prints `key:value` lines:
@@ -57,7 +57,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from speedlab.collect import CURVE_COLUMNS, typed_curves, typed_runs
+from speedlab.analysis.collect import CURVE_COLUMNS, typed_curves, typed_runs
 from speedlab.files import atomic_path
 
 SOURCES = ("parameter_golf", "modded_nanogpt")
@@ -298,7 +298,7 @@ def import_log(
     fmt: str = "auto",
     baseline: str | None = None,
 ) -> tuple[dict, list[dict]]:
-    """(runs row, curve rows) of one log, in the schemas of speedlab.collect."""
+    """(runs row, curve rows) of one log, in the schemas of speedlab.analysis.collect."""
     log = parse_log(path, fmt)
     per_step = log.config.get("train.batch_tokens")
     row = {

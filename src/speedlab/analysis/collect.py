@@ -1,9 +1,9 @@
 """Per-run outputs -> the study's tables: runs.parquet (a row per run), curves.parquet (long).
 
 Both tables have typed columns; COLUMNS below is their documented schema (`python -m
-speedlab.collect --schema` prints it as a Markdown table). runs.parquet also has one
+speedlab.analysis.collect --schema` prints it as a Markdown table). runs.parquet also has one
 `cfg.<dotted.key>` column per resolved config key (for imported runs, the keys their log states).
-Runs made with other tools (`speedlab.import_logs`) join the same tables with their `source`.
+Runs made with other tools (`analysis.import_logs`) join the same tables with their `source`.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main(argv=None) -> None:
     p.add_argument("--summaries", nargs="*", type=Path, default=[])
     p.add_argument(
         "--imported", nargs="*", type=Path, default=[],
-        help="runs.parquet curves.parquet pairs from speedlab.import_logs",
+        help="runs.parquet curves.parquet pairs from speedlab.analysis.import_logs",
     )  # fmt: skip
     p.add_argument("--runs-out", type=Path)
     p.add_argument("--curves-out", type=Path)
