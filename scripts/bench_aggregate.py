@@ -2,7 +2,8 @@
 
 Writes --runs synthetic run directories (summary.json, roundtrip.json, provenance.json and a
 metrics.jsonl of --steps steps, as the trainer and the roundtrip write them; 10 conditions by
-default), then times each analysis command exactly as the rules call it, each in its own process. Prints the seconds per stage, the total and the ratio total / target (target: 1,000
+default), then times each analysis command exactly as the rules call it, each in its own process.
+Prints the seconds per stage, the total and the ratio total / target (target: 1,000
 runs in under 15 s on 2 cores, so a ratio below 1 meets it). Example:
 
     .venv/bin/python scripts/bench_aggregate.py --runs 1000
