@@ -1,6 +1,7 @@
 # speedlab: `make run` runs the quickstart study, `make test` runs the tests. Both set up .venv.
 #
 #   make run DATA='../shared/data/fineweb/*.jsonl'   read local documents instead of the hub
+#   make run SET='defaults.train.steps=10'           settings by dotted key (space-separated)
 #   make run CORES=8 ARGS='-n'                        extra snakemake arguments
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128   pick a torch build
 #
@@ -14,15 +15,22 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 CORES ?= all
 DATA ?=
+SET ?=
 ARGS ?=
 
-BIN := $(CURDIR)/$(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 comma := ,
-# DATA overrides data.source/data.local on the command line; the rest of `data` stays as is.
-SNAKEMAKE_DATA := $(if $(DATA),--config "data={source: local$(comma) local: '$(DATA)'}")
+# DATA overrides data.source/data.local (the rest of `data` stays as is); SET is typed by the
+# schema (speedlab.config.apply_command_line). Snakemake keeps only the last --config, so
+# $(call with_config,ITEMS,ARGS) puts ITEMS into the --config (or -C) of ARGS, or adds one.
+CONFIG_ITEMS := $(if $(DATA),"data={source: local$(comma) local: '$(DATA)'}") \
+	$(if $(SET),"set=$(SET)")
+config_into = $(patsubst --config,--config $1,$(patsubst -C,-C $1,$2))
+with_config = $(if $(strip $1),$(if $(filter --config -C,$2),$(call config_into,$1,$2),$2 --config $1),$2)
+SNAKEMAKE_ARGS := $(call with_config,$(strip $(CONFIG_ITEMS)),$(ARGS))
 
-.PHONY: setup run plan test lint report studies-smoke clean
+.PHONY: setup run plan test test-fast lint report studies-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -34,25 +42,28 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 run: setup
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_DATA) $(ARGS)
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 # Runs done and pending per study, GPU-hours and cost still needed (make plan ARGS='--config scale=full').
 plan: setup
-	$(BIN)/snakemake plan --cores 1 $(SNAKEMAKE_DATA) $(ARGS) --quiet all
+	$(BIN)/snakemake plan --cores 1 --quiet all $(SNAKEMAKE_ARGS)
 
-# The study catalogue (config/studies/*.yaml) at smoke scale on this machine, each to its report,
-# on the quickstart's documents (the hub, or ../shared when offline).
+# The study catalogue (config/studies/*.yaml) at smoke scale on this machine, each to its report;
+# each study's smoke scale reads the quickstart's documents (the hub, or ../shared when offline).
 CATALOGUE ?= lmd_sweep lmd_ablation lr_sweep muon_upgrades wd_scaling ngpt_alpha
-SMOKE_DATA := "data={corpus: fineweb10B-sample$(comma) source: hf}"
 studies-smoke: setup
 	for s in $(CATALOGUE); do \
-		$(BIN)/snakemake --profile profiles/local --cores $(CORES) \
-			--configfile config/studies/$$s.yaml --config scale=smoke $(SMOKE_DATA) $(ARGS) \
+		$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile \
+			config/studies/$$s.yaml $(call with_config,scale=smoke $(CONFIG_ITEMS),$(ARGS)) \
 			|| exit 1; \
 	done
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The fast lane: everything but the tests marked slow (snakemake end to end, SLURM, chromium).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests scripts

@@ -13,8 +13,9 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/tokenizer.smk"
 include: "rules/train.smk"
-include: "rules/evaluate.smk"
-include: "rules/aggregate.smk"
+include: "rules/quantize.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -36,4 +37,4 @@ rule plan:
     params:
         config=json.dumps(config),
     shell:
-        "python -m speedlab.plan --config-json {params.config:q} | tee {log:q}"
+        "python -m speedlab.plan --config-json {params.config:q} 2>&1 | tee {log:q}"

@@ -16,7 +16,11 @@ sys.path.insert(0, SRC)
 # `set -euo pipefail`: a Python error inside `| tee` must fail the job. (The prefix goes through
 # str.format like every shell command, hence the doubled braces.)
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-PYTHON_PATH = "" if USE_CONDA else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+PYTHON_PATH = (
+    ""
+    if USE_CONDA
+    else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+)
 shell.prefix(
     "set -euo pipefail; "
     f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {PYTHON_PATH}"
@@ -24,6 +28,7 @@ shell.prefix(
 
 from speedlab.config import (
     ConfigError,
+    apply_command_line,
     condition_seeds,
     planned_seeds,
     run_config,
@@ -31,10 +36,12 @@ from speedlab.config import (
     validate,
 )
 from speedlab.plan import finished_runs, runtime_minutes
+from speedlab.analysis.figure_list import FIGURES, PLOTTED, report_figures
 from speedlab.data.documents import corpus_params, local_files
 
 try:
-    validate(config)
+    # --config values typed by the schema, `set` entries (dotted keys) applied, the scale's data
+    validate(apply_command_line(config, workflow.config_settings.config))
 except ConfigError as e:
     raise WorkflowError(
         f"config ({', '.join(map(str, workflow.configfiles))}): {e}"
@@ -74,8 +81,7 @@ wildcard_constraints:
     vocab=r"\d+",
     split="train|val",
     preset=r"[A-Za-z0-9_-]+",
-    metric="val_bpb|val_loss|train_loss|q_val_bpb|q_val_loss|train_time_s|compressed_bytes",
-    x="step|tokens|time_s",
+    figure="|".join(PLOTTED),
 
 
 def study_of(wildcards):
@@ -154,13 +160,20 @@ def study_run_files(name):
     return files
 
 
-def study_import_files(wildcards):
-    """Input function: (runs, curves) parquet pairs of the study's imported logs, in order."""
+def study_import_pairs(wildcards):
+    """[runs.parquet, curves.parquet] of each of the study's imported logs, in order."""
     return [
-        f"results/studies/{wildcards.study}/imported/{item['condition']}/seed{item['seed']}.{t}"
+        [
+            f"results/studies/{wildcards.study}/imported/{item['condition']}/seed{item['seed']}.{t}"
+            for t in ("runs.parquet", "curves.parquet")
+        ]
         for item in study_of(wildcards)["imports"]
-        for t in ("runs.parquet", "curves.parquet")
     ]
+
+
+def study_import_files(wildcards):
+    """Input function: the tables of the study's imported logs."""
+    return [path for pair in study_import_pairs(wildcards) for path in pair]
 
 
 def imported_log(wildcards):
@@ -174,11 +187,6 @@ def imported_log(wildcards):
         f"studies.{wildcards.study}.imports: no log for condition {wildcards.condition!r} "
         f"seed {wildcards.seed}"
     )
-
-
-def study_condition_list(wildcards):
-    """Trained and imported conditions, comma-separated, in the config's order."""
-    return ",".join(study_conditions(study_of(wildcards)))
 
 
 def varies_momentum(wildcards):
@@ -201,53 +209,114 @@ def varies_momentum(wildcards):
     return len(designs) > 1
 
 
-def sweep_outputs(wildcards):
-    """write_report's optional inputs: the momentum design figure when conditions differ in
-    momentum, the sweep table/figure and the scaling fit when declared."""
-    sweep = study_of(wildcards)["sweep"]
-    base = f"results/studies/{wildcards.study}"
-    files = {}
-    if varies_momentum(wildcards):
-        files["momentum_figure"] = f"{base}/figures/momentum_per_layer.png"
-    if sweep:
-        files.update(
-            sweep=f"{base}/sweep.csv", sweep_figure=f"{base}/figures/sweep.png"
-        )
-    if sweep and sweep["fit"]:
-        files.update(
-            scaling=f"{base}/scaling.json", scaling_figure=f"{base}/figures/scaling.png"
-        )
-    return files
+def options(**values):
+    """One JSON param holding an analysis module's resolved --options."""
+    return json.dumps(values, sort_keys=True)
 
 
-def sweep_options(sweep, expect=False):
-    """Command-line options of speedlab.analysis.sweep (or, with expect, speedlab.analysis.scaling)."""
-    if expect:
-        value = sweep["expect_exponent"]
-        return "" if value is None else f"--expect={value}"
-    options = (
-        [] if sweep["group"] is None else [f"--group {shlex.quote(sweep['group'])}"]
+def collect_options(wildcards):
+    study = study_of(wildcards)
+    return options(
+        study=wildcards.study,
+        baseline=study["baseline"],
+        imports=study_import_pairs(wildcards),
     )
-    if sweep["default"] is not None:
-        options.append(f"--default={sweep['default']}")
-    if sweep["conditions"]:
-        options.append(f"--conditions={','.join(sweep['conditions'])}")
-    return " ".join(options)
 
 
-def report_options(input):
-    """speedlab.analysis.report's --sweep/--scaling options for the optional inputs write_report got."""
-    options = []
-    if "momentum_figure" in input.keys():
-        figure = input["momentum_figure"]
-        options.append(f"--figure {shlex.quote(f'Momentum per layer={figure}')}")
-    for name in ("sweep", "scaling"):
-        if name in input.keys():
-            options.append(f"--{name} {shlex.quote(input[name])}")
-            figure = input[f"{name}_figure"]
-            title = "Sweep" if name == "sweep" else "Scaling fit"
-            options.append(f"--figure {shlex.quote(f'{title}={figure}')}")
-    return " ".join(options)
+def stats_options(wildcards):
+    study = study_of(wildcards)
+    return options(
+        metrics=[study["metric"], "train_time_s"],
+        baseline=study["baseline"],
+        conditions=study_conditions(study),
+        planned_seeds=planned_seeds(study),
+    )
+
+
+def figure_options(wildcards):
+    study = study_of(wildcards)
+    return options(
+        figure=wildcards.figure,
+        conditions=study_conditions(study),
+        baseline=study["baseline"],
+    )
+
+
+def figure_table(wildcards):
+    """The table the figure reads (figure_list.PLOTTED): runs.parquet or curves.parquet."""
+    return (
+        f"results/studies/{wildcards.study}/{PLOTTED[wildcards.figure].table}.parquet"
+    )
+
+
+def sweep_options(wildcards):
+    study = study_of(wildcards)
+    sweep = study["sweep"]
+    keys = ("key", "group", "default", "conditions")
+    return options(metric=study["metric"], **{k: sweep[k] for k in keys})
+
+
+def scaling_options(wildcards):
+    study = study_of(wildcards)
+    sweep = study["sweep"]
+    return options(
+        key=sweep["key"],
+        group=sweep["group"],
+        metric=study["metric"],
+        expect=sweep["expect_exponent"],
+    )
+
+
+def study_figures(wildcards):
+    """The report's figures in display order (figure_list.report_figures): the momentum design
+    when conditions differ in momentum, the sweep and the scaling fit when declared."""
+    study = study_of(wildcards)
+    sweep = study["sweep"]
+    return report_figures(
+        study["metric"],
+        momentum=varies_momentum(wildcards),
+        sweep=bool(sweep),
+        scaling=bool(sweep and sweep["fit"]),
+    )
+
+
+def report_inputs(wildcards):
+    """Every file the report reads: the tables, the sweep table and scaling fit when declared,
+    and its figures."""
+    base = f"results/studies/{wildcards.study}"
+    sweep = study_of(wildcards)["sweep"]
+    files = {
+        "runs": f"{base}/runs.parquet",
+        "stats": f"{base}/stats.csv",
+        "sweep": f"{base}/sweep.csv" if sweep else None,
+        "scaling": f"{base}/scaling.json" if sweep and sweep["fit"] else None,
+        "figures": [f"{base}/figures/{name}.png" for name in study_figures(wildcards)],
+    }
+    return {name: path for name, path in files.items() if path is not None}
+
+
+def report_options(wildcards):
+    """speedlab.analysis.report's --options: the study's settings, the files it reads (as
+    report_inputs names them) and the figures' titles."""
+    study = study_of(wildcards)
+    files = {"sweep": None, "scaling": None, **report_inputs(wildcards)}
+    figures = zip(study_figures(wildcards), files.pop("figures"), strict=True)
+    return options(
+        study=wildcards.study,
+        description=study["description"],
+        metric=study["metric"],
+        baseline=study["baseline"],
+        planned_seeds=planned_seeds(study),
+        conditions=study["conditions"],
+        published=study["published"],
+        scale=config["scale"] or "default",
+        figures=[{"title": FIGURES[n].title, "path": path} for n, path in figures],
+        **files,
+    )
+
+
+# The report's layout, an input of write_report beside its module.
+REPORT_TEMPLATE = f"{SRC}/speedlab/analysis/templates/report.md.j2"
 
 
 def module_code(name):
@@ -255,11 +324,3 @@ def module_code(name):
     (training code is deliberately not an input: a plotting fix must not retrain anything).
     """
     return f"{SRC}/speedlab/analysis/{name}.py"
-
-
-def study_param(key):
-    def value(wildcards):
-        v = study_of(wildcards)[key]
-        return ",".join(map(str, v)) if isinstance(v, (list, dict)) else v
-
-    return value

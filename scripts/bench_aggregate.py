@@ -97,40 +97,52 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         summaries = write_runs(root, args.runs, args.conditions, args.steps)
-        conds = ",".join(f"c{i}" for i in range(args.conditions))
-        seeds = str(-(-args.runs // args.conditions))
+        conditions = [f"c{i}" for i in range(args.conditions)]
+        seeds = -(-args.runs // args.conditions)
         out = root / "study"
         fig = out / "figures"
-        common = ["--conditions", conds, "--baseline", "c0"]
         py = [sys.executable, "-m"]
+
+        def options(**values) -> list[str]:
+            return ["--options", json.dumps(values)]
+
+        def figure(name: str, table: str) -> list[str]:
+            o = options(figure=name, conditions=conditions, baseline="c0")
+            files = ["--table", f"{out}/{table}.parquet", "--out", f"{fig}/{name}.png"]
+            return [*py, "speedlab.analysis.figures", *o, *files]
+
+        report = {
+            "study": "bench",
+            "description": "",
+            "metric": "q_val_bpb",
+            "baseline": "c0",
+            "planned_seeds": seeds,
+            "conditions": {c: {} for c in conditions},
+            "published": None,
+            "scale": "default",
+            "runs": f"{out}/runs.parquet",
+            "stats": f"{out}/stats.csv",
+            "sweep": None,
+            "scaling": None,
+            "figures": [{"title": "Final", "path": f"{fig}/final_q_val_bpb.png"}],
+        }
         stages = {
-            "collect": [*py, "speedlab.analysis.collect", "--study", "bench", "--baseline", "c0"]
+            "collect": [*py, "speedlab.analysis.collect", *options(study="bench", baseline="c0")]
             + ["--summaries", *map(str, summaries)]
             + ["--runs-out", f"{out}/runs.parquet", "--curves-out", f"{out}/curves.parquet"],
             "stats": [*py, "speedlab.analysis.stats", "--runs", f"{out}/runs.parquet"]
-            + ["--metric", "q_val_bpb,train_time_s", *common, "--planned-seeds", seeds]
+            + options(
+                metrics=["q_val_bpb", "train_time_s"],
+                baseline="c0",
+                conditions=conditions,
+                planned_seeds=seeds,
+            )
             + ["--out", f"{out}/stats.csv", "--json", f"{out}/stats.json"],
-            "figure val_bpb_vs_step": [*py, "speedlab.analysis.figures", "curves"]
-            + ["--curves", f"{out}/curves.parquet", "--metric", "val_bpb", *common]
-            + ["--out", f"{fig}/val_bpb_vs_step.png"],
-            "figure train_loss_vs_step": [*py, "speedlab.analysis.figures", "curves"]
-            + ["--curves", f"{out}/curves.parquet", "--metric", "train_loss", *common]
-            + ["--out", f"{fig}/train_loss_vs_step.png"],
-            "figure final_q_val_bpb": [*py, "speedlab.analysis.figures", "final"]
-            + ["--runs", f"{out}/runs.parquet", "--metric", "q_val_bpb", *common]
-            + ["--out", f"{fig}/final_q_val_bpb.png"],
-            "figure quantization_cost": [*py, "speedlab.analysis.figures", "quant"]
-            + ["--runs", f"{out}/runs.parquet", *common, "--out", f"{fig}/quant.png"],
-            "report": [
-                *py,
-                "speedlab.analysis.report",
-                "--study",
-                "bench",
-                "--runs",
-                f"{out}/runs.parquet",
-            ]
-            + ["--stats", f"{out}/stats.csv", "--metric", "q_val_bpb", "--baseline", "c0"]
-            + ["--planned-seeds", seeds, "--figure", f"Final={fig}/final_q_val_bpb.png"]
+            "figure val_bpb_vs_step": figure("val_bpb_vs_step", "curves"),
+            "figure train_loss_vs_step": figure("train_loss_vs_step", "curves"),
+            "figure final_q_val_bpb": figure("final_q_val_bpb", "runs"),
+            "figure quantization_cost": figure("quantization_cost", "runs"),
+            "report": [*py, "speedlab.analysis.report", "--options", json.dumps(report)]
             + ["--out", f"{out}/report.md", "--html", f"{out}/report.html"],
         }
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

@@ -76,6 +76,7 @@ def test_steady_state_throughput_leaves_out_the_first_steps():
         bench.steady_tokens_per_s(curves, 1000, skip=30)
 
 
+@pytest.mark.slow
 def test_speedlab_half_runs_on_a_cpu(tmp_path, shards):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--speedlab-only"]

@@ -3,6 +3,7 @@ import subprocess
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from conftest import REPO
 from speedlab.config import ConfigError, config_hash, run_config, validate
@@ -236,3 +237,81 @@ def test_scale_maps_shrink_what_conditions_set():
     assert run_config(c, "widths", "w1024")["model"]["d_model"] == 64
     c["scale"] = None
     assert run_config(c, "widths", "w1024")["model"]["d_model"] == 1024
+
+
+def test_command_line_values_are_typed_by_the_schema():
+    from speedlab.config import apply_command_line
+
+    given = {  # what snakemake's --config makes of `defaults={train: {steps: 10}}` and the like
+        "defaults": {"train": {"steps": "10", "max_wallclock_s": "null", "compile": "true"},
+                     "optim": {"adam_eps": "1e-9"}},
+        "studies": {"quickstart": {"seeds": ["0", "1"],
+                                   "conditions": {"layerwise": {"optim.momentum_last": "0.85"}}}},
+        "scale": "smoke",
+    }  # fmt: skip
+    c = cfg()
+    update_config(c, copy.deepcopy(given))  # the config snakemake hands the workflow
+    with pytest.raises(ConfigError, match="'10' is not of type 'integer'"):
+        validate(copy.deepcopy(c))
+    apply_command_line(c, given)
+    validate(c)
+    train = c["defaults"]["train"]
+    assert (train["steps"], train["max_wallclock_s"], train["compile"]) == (10, None, True)
+    assert c["defaults"]["optim"]["adam_eps"] == 1e-9
+    assert c["studies"]["quickstart"]["seeds"] == [0, 1]
+    assert run_config(c, "quickstart", "layerwise")["optim"]["momentum_last"] == 0.85
+
+
+def test_set_entries_override_by_dotted_key():
+    from speedlab.config import apply_command_line, load_config
+
+    entries = "defaults.train.steps=12 studies.quickstart.conditions.layerwise.optim.momentum=0.9"
+    c = cfg(set=entries)
+    apply_command_line(c, {"set": c["set"]})
+    assert "set" not in c and c["defaults"]["train"]["steps"] == 12
+    assert c["studies"]["quickstart"]["conditions"]["layerwise"]["optim.momentum"] == 0.9
+    c = apply_command_line(cfg(), {"set": ["data.corpus=2024", "tokenizer.train_docs=null"]})
+    assert c["data"]["corpus"] == "2024" and c["tokenizer"]["train_docs"] is None  # text stays
+    c = load_config(REPO, ["config/studies/lr_sweep.yaml"], ["scale=full", "plan.overhead_min=5"])
+    assert c["run_studies"] == ["lr_sweep"] and c["plan"]["overhead_min"] == 5
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("defaults.train.stepz=10", "defaults.train.stepz: not a config key (nearest: "
+                                    "defaults.train.steps; see `speedlab schema`)"),
+        ("defaults.optim.momentm=0.9", "nearest: defaults.optim.momentum,"),
+        ("studies.quickstart.conditions.layerwise.optim.matrix_lrr=0.1",
+         "nearest: studies.quickstart.conditions.layerwise.optim.matrix_lr"),
+        ("nothing=1", "the top level has anchors, data, defaults"),
+        ("defaults.train.steps=many", "defaults.train.steps: 'many' cannot be read as integer"),
+        ("defaults.train.compile=maybe", "'maybe' cannot be read as boolean"),
+        ("data.source=s3", "'s3' cannot be read as one of \"hf\", \"local\", \"pretokenized\""),
+        ("defaults.train.steps", "'defaults.train.steps': expected dotted.key=value"),
+    ],
+)  # fmt: skip
+def test_a_bad_set_entry_names_the_key(entry, message):
+    from speedlab.config import apply_command_line
+
+    with pytest.raises(ConfigError) as e:
+        apply_command_line(cfg(), {"set": entry})
+    assert str(e.value).startswith("command line:") and message in str(e.value)
+
+
+def test_a_scale_carries_data_settings_under_the_command_line():
+    from speedlab.config import apply_command_line
+
+    c = cfg()
+    c["scales"]["smoke"]["data"] = {"corpus": "other", "max_docs": 500}
+    smoke = validate(apply_command_line(copy.deepcopy(c), {"scale": "smoke"}))
+    assert smoke["data"]["corpus"] == "other" and smoke["data"]["max_docs"] == 500
+    assert smoke["data"]["val_docs"] == 100  # the rest of `data` stays
+    assert "data" not in run_config(smoke, "quickstart", "uniform")  # not a run setting
+    assert validate(apply_command_line(copy.deepcopy(c), {}))["data"]["corpus"] != "other"
+    given = {"scale": "smoke", "data": {"source": "local", "local": "x/*.jsonl", "max_docs": 9}}
+    local = apply_command_line(copy.deepcopy(c), given)["data"]  # e.g. make run DATA=...
+    assert (local["source"], local["max_docs"], local["corpus"]) == ("local", 9, "other")
+    c["scales"]["smoke"]["data"] = {"source": "s3"}
+    with pytest.raises(ConfigError, match="  data.source: 's3' is not one of"):
+        validate(apply_command_line(c, {"scale": "smoke"}))

@@ -68,39 +68,22 @@ def test_pngs_decode_at_the_intended_resolution(tmp_path):
     assert image[..., :3].std() > 0.05  # not a blank canvas
 
 
-def test_cli_subcommands(tmp_path):
+def test_cli_draws_a_listed_figure(tmp_path):
+    import json
+
     from speedlab.analysis.figures import main
 
     curves, runs = synthetic()
     curves.to_parquet(tmp_path / "curves.parquet")
     runs.to_parquet(tmp_path / "runs.parquet")
     out_c, out_f = tmp_path / "figs/curves.png", tmp_path / "figs/final.png"
-    main(
-        [
-            "curves",
-            "--curves",
-            str(tmp_path / "curves.parquet"),
-            "--metric",
-            "val_bpb",
-            "--out",
-            str(out_c),
-        ]
-    )
-    main(
-        [
-            "final",
-            "--runs",
-            str(tmp_path / "runs.parquet"),
-            "--metric",
-            "q_val_bpb",
-            "--conditions",
-            "uniform,layerwise",
-            "--baseline",
-            "uniform",
-            "--out",
-            str(out_f),
-        ]
-    )
+    options = {"conditions": ["uniform", "layerwise"], "baseline": "uniform"}
+    for name, table, out in (
+        ("val_bpb_vs_step", "curves", out_c),
+        ("final_q_val_bpb", "runs", out_f),
+    ):
+        opts = json.dumps({**options, "figure": name})
+        main(["--options", opts, "--table", str(tmp_path / f"{table}.parquet"), "--out", str(out)])
     assert out_c.read_bytes().startswith(PNG_MAGIC) and out_f.read_bytes().startswith(PNG_MAGIC)
 
 

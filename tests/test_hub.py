@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import constants, hf_hub_download
+from test_data import data_config
 
 from hub_server import COMMIT, FakeHub
 from speedlab.data.hub import (
@@ -243,8 +244,8 @@ def test_the_data_stage_reads_the_hub_like_local_files(
     cache = tmp_path / "cache"
     hf = {"source": "hf", "hf": {"repo": REPO, "name": "sample-10BT", "cache_dir": str(cache)}}
     local = {"source": "local", "local": [str(repo_dir / f) for f in SAMPLE]}
-    h_train, h_val, record = split({**hf, **common}, tmp_path / "hf")
-    l_train, l_val, _ = split({**local, **common}, tmp_path / "local")
+    h_train, h_val, record = split(data_config(**hf, **common), tmp_path / "hf")
+    l_train, l_val, _ = split(data_config(**local, **common), tmp_path / "local")
     assert (h_train, h_val) == (l_train, l_val) and len(h_train) == 400
     assert record["source"] == "hf" and record["name"] == "sample-10BT"
     assert list(cache.rglob("rg*.parquet"))  # row groups kept for the next read

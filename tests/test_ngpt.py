@@ -114,7 +114,7 @@ def test_training_lowers_loss_and_keeps_weights_on_the_sphere():
 
 def test_build_ngpt_reads_config_and_defaults():
     cfg = dict(n_layer=2, d_model=64, n_head=4, n_kv_head=2, mlp_mult=2, rope_base=10000.0)
-    model = build_ngpt(cfg, vocab_size=50)
+    model = build_ngpt({**cfg, "ngpt": {}}, vocab_size=50)
     assert len(model.blocks) == 2 and model.lm_head.weight.shape == (50, 64)
     assert model.cfg["alpha_scale"] == pytest.approx(1 / 8)
     assert model.cfg["suv_scale"] == 1.0
@@ -122,3 +122,18 @@ def test_build_ngpt_reads_config_and_defaults():
     assert model.cfg["alpha_init"] == 0.2 and model.cfg["sz_scale"] == pytest.approx(1 / 8)
     with pytest.raises(TypeError, match="alpha_int"):
         build_ngpt({**cfg, "ngpt": {"alpha_int": 0.2}}, vocab_size=50)
+
+
+def test_after_step_puts_ngpt_back_on_the_sphere_and_leaves_gpt_alone():
+    from speedlab.train.models.gpt import GPT
+
+    model = tiny()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    model.after_step()  # what the training loop calls after every optimizer step
+    assert_unit(model)
+    gpt = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=4, n_kv_head=2)
+    before = {k: v.clone() for k, v in gpt.state_dict().items()}
+    gpt.after_step()
+    assert all(torch.equal(before[k], v) for k, v in gpt.state_dict().items())

@@ -77,7 +77,7 @@ def test_no_step_time_anywhere_is_a_clear_error(tmp_path):
 def test_cli_prints_the_table_and_totals(tmp_path, capsys):
     c = copy.deepcopy(BASE)
     c["execution"]["gpu_model"] = "h100"
-    main(["--config-json", json.dumps(c), "--scale", "full", "--root", str(tmp_path)])
+    main(["--config-json", json.dumps({**c, "scale": "full"}), "--root", str(tmp_path)])
     out = capsys.readouterr().out
     assert "quickstart: 0 of 6 runs done, 6 pending: 11.7 GPU-hours, $29" in out
     assert "$2.5/GPU-hour (h100)" in out

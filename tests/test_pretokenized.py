@@ -266,6 +266,32 @@ def test_cli(hub: FakeHub, tmp_path: Path) -> None:
     assert (out / "token_bytes.npy").exists()
 
 
+def test_cli_errors_are_one_line(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"^fetch_pretokenized: .*'willdepueoai/parameter-golf'"):
+        main(["--preset", "sp1024", "--train-shards", "99", "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("preset", ["sp1024", "gpt2"])
+def test_an_unreachable_hub_is_one_line_naming_the_repo(
+    preset: str, tmp_path: Path, cli_env: dict
+) -> None:
+    import subprocess
+    import sys
+
+    env = dict(cli_env, HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    p = subprocess.run(
+        [sys.executable, "-m", "speedlab.data.pretokenized", "--preset", preset,
+         "--out-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    (line,) = p.stderr.strip().splitlines()
+    assert line.startswith("fetch_pretokenized: cannot reach the Hugging Face hub at http://127")
+    assert PRESETS[preset].repo in line and "no offline fallback" in line
+    assert "--config scale=smoke" in line  # what a catalogue study can do offline
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["sp1024", "gpt2"])
 def test_a_study_trains_on_the_official_shards_through_snakemake(
     preset: str, sp_repo: Path, gpt2_repos, tmp_path: Path, cli_env: dict

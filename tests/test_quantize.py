@@ -187,28 +187,22 @@ def test_payload_bytes_counts_every_packed_tensor_for_the_simple_scheme():
 
 
 def _tiny_run(tmp_path, scheme_in_config):
-    """A checkpoint as train.py writes it, a validation shard and a byte table."""
+    """A checkpoint as the trainer writes it (a validated config), a val shard, a byte table."""
+    import yaml
+
+    from conftest import REPO
+    from speedlab.config import run_config, validate
+
     torch.manual_seed(0)
-    model_cfg = dict(
-        n_layer=2,
-        d_model=64,
-        n_head=4,
-        n_kv_head=2,
-        mlp_mult=2,
-        rope_base=10000.0,
-        qk_gain_init=1.5,
-        logit_softcap=30.0,
-        embed_init_std=0.005,
-    )
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["scale"] = "smoke"  # 2 x 64, which the test's sizes below rely on
+    cfg = run_config(validate(config), "quickstart", "uniform")
+    cfg["train"].update(val_tokens=0, seq_len=32, batch_seqs=4)
+    assert cfg["quant"] == {"keep_float_max_numel": 4096, "clip_percentile": 99.99984,
+                            "scheme": "simple"}  # fmt: skip
+    cfg["quant"]["scheme"] = scheme_in_config
     vocab = 1040  # the embedding (66,560 elements) is the one tensor above 65,536
-    model = build_model(model_cfg, vocab)
-    cfg = {
-        "model": model_cfg,
-        "train": {"val_tokens": 0, "seq_len": 32, "batch_seqs": 4},
-        "quant": {"keep_float_max_numel": 4096, "clip_percentile": 99.99984},
-    }
-    if scheme_in_config:
-        cfg["quant"]["scheme"] = scheme_in_config
+    model = build_model(cfg["model"], vocab)
     final = {"val_loss": 5.7, "val_bpb": 3.0}
     ckpt = {"model": model.state_dict(), "config": cfg, "vocab_size": vocab, "final": final}
     torch.save(ckpt, tmp_path / "model.pt")
@@ -222,7 +216,7 @@ def _tiny_run(tmp_path, scheme_in_config):
 @pytest.mark.parametrize(
     ("in_config", "argument", "expected"),
     [
-        (None, None, "simple"),  # old configs have no quant.scheme
+        ("simple", None, "simple"),  # the schema's default
         ("parameter_golf", None, "parameter_golf"),
         ("parameter_golf", "simple", "simple"),  # the argument overrides the config
     ],
@@ -245,7 +239,7 @@ def test_roundtrip_reports_sizes(tmp_path, in_config, argument, expected):
 
 
 def test_cli_scheme_flag(tmp_path, capsys):
-    _, (model_pt, val, tb) = _tiny_run(tmp_path, None)
+    _, (model_pt, val, tb) = _tiny_run(tmp_path, "simple")
     out = tmp_path / "roundtrip.json"
     args = ["--model", str(model_pt), "--val", str(val), "--token-bytes", str(tb)]
     main([*args, "--out", str(out), "--scheme", "parameter_golf"])

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from speedlab.analysis.collect import typed_runs
 from speedlab.analysis.figures import plot_final
 from speedlab.analysis.report import write_html, write_report
 from speedlab.analysis.stats import write_stats
@@ -22,17 +23,32 @@ def report_md(tmp_path):
     for cond, vals in (("uniform", [1.50, 1.52, 1.49]), ("layerwise", [1.40, 1.41, 1.42])):
         for seed, v in enumerate(vals):
             rows.append(
-                dict(study="s", condition=cond, seed=seed, steps=200, tokens=409600,
-                     n_params=592144, q_val_bpb=v, val_bpb=v - 0.001, compressed_bytes=571000,
-                     train_time_s=40.0, diverged=False, device="cpu", host="h", torch="2.13")
+                dict(study="s", condition=cond, seed=seed, is_baseline=cond == "uniform",
+                     steps=200, tokens=409600, n_params=592144, q_val_bpb=v, val_bpb=v - 0.001,
+                     compressed_bytes=571000, train_time_s=40.0, diverged=False, device="cpu",
+                     host="h", torch="2.13")
             )  # fmt: skip
-    runs = pd.DataFrame(rows)
+    runs = typed_runs(pd.DataFrame(rows))
     study = tmp_path / "results/studies/s"
     plot_final(runs, study / "figures/final.png", conditions=["uniform", "layerwise"])
+    runs.to_parquet(study / "runs.parquet")
     write_stats(runs, "q_val_bpb", "uniform", ["uniform", "layerwise"], 3, study / "stats.csv")
-    write_report("s", "Is layerwise better?", runs, study / "stats.csv",
-                 {"Final": study / "figures/final.png"}, study / "report.md",
-                 "q_val_bpb", "uniform", 3)  # fmt: skip
+    options = {
+        "study": "s",
+        "description": "Is layerwise better?",
+        "metric": "q_val_bpb",
+        "baseline": "uniform",
+        "planned_seeds": 3,
+        "conditions": {"uniform": {}, "layerwise": {"optim.momentum_first": 0.98}},
+        "published": None,
+        "scale": "default",
+        "runs": str(study / "runs.parquet"),
+        "stats": str(study / "stats.csv"),
+        "sweep": None,
+        "scaling": None,
+        "figures": [{"title": "Final", "path": str(study / "figures/final.png")}],
+    }
+    write_report(options, study / "report.md")
     return study / "report.md"
 
 
@@ -40,9 +56,10 @@ def test_html_is_self_contained(report_md, tmp_path):
     page = write_html(report_md, tmp_path / "report.html")
     assert page.count('src="data:image/png;base64,') == 1
     assert 'src="figures/' not in page and "<table>" in page
-    assert "Is layerwise better?" in page
+    assert "Is layerwise better?" in page and "<title>Study s</title>" in page
 
 
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium(report_md, tmp_path):
     if CHROMIUM is None:
         if os.environ.get("CI"):

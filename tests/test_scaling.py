@@ -137,10 +137,10 @@ def test_cli_round_trip(tmp_path, capsys):
     runs = wd_runs()
     runs.to_parquet(tmp_path / "runs.parquet")
     json_out, fig_out = tmp_path / "out/fit.json", tmp_path / "out/scaling.png"
+    options = {"key": KEY, "group": GROUP, "metric": "q_val_bpb", "expect": -2, "n_boot": 200}
     main(
         [
-            "--runs", str(tmp_path / "runs.parquet"), "--key", KEY, "--group", GROUP,
-            "--metric", "q_val_bpb", "--expect", "-2", "--n-boot", "200",
+            "--options", json.dumps(options), "--runs", str(tmp_path / "runs.parquet"),
             "--json-out", str(json_out), "--figure-out", str(fig_out),
         ]
     )  # fmt: skip

@@ -20,6 +20,7 @@ from conftest import REPO, smoke_quickstart_config, snakemake_cmd
 
 CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
+pytestmark = pytest.mark.slow  # a SLURM cluster
 
 
 @pytest.fixture(scope="module")

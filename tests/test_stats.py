@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,18 +133,18 @@ def test_cli_writes_the_csv(tmp_path):
 
     runs_frame({"uniform": BASE, "layerwise": BETTER}).to_parquet(tmp_path / "runs.parquet")
     out = tmp_path / "out" / "stats.csv"
+    options = {
+        "metrics": ["q_val_bpb"],
+        "baseline": "uniform",
+        "conditions": ["uniform", "layerwise"],
+        "planned_seeds": 5,
+    }
     main(
         [
+            "--options",
+            json.dumps(options),
             "--runs",
             str(tmp_path / "runs.parquet"),
-            "--metric",
-            "q_val_bpb",
-            "--baseline",
-            "uniform",
-            "--conditions",
-            "uniform,layerwise",
-            "--planned-seeds",
-            "5",
             "--out",
             str(out),
         ]

@@ -8,7 +8,14 @@ import yaml
 from snakemake.utils import update_config
 
 from conftest import REPO
-from speedlab.config import condition_seeds, planned_seeds, run_config, validate
+from speedlab.config import (
+    apply_command_line,
+    condition_seeds,
+    planned_seeds,
+    run_config,
+    validate,
+)
+from speedlab.data.documents import corpus_params
 from speedlab.plan import plan_table
 
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -16,11 +23,11 @@ CATALOGUE = ["lmd_sweep", "lmd_ablation", "lr_sweep", "muon_upgrades", "wd_scali
 
 
 def study_config(name: str, scale: str = "full") -> dict:
-    """The config snakemake sees with `--configfile config/studies/<name>.yaml`."""
+    """The config of `--configfile config/studies/<name>.yaml --config scale=<scale>`."""
     config = copy.deepcopy(BASE)
     update_config(config, yaml.safe_load((REPO / "config/studies" / f"{name}.yaml").read_text()))
-    config["scale"] = scale
-    return validate(config)
+    update_config(config, {"scale": scale})  # as snakemake merges it
+    return validate(apply_command_line(config, {"scale": scale}))
 
 
 def resolved(config, study):
@@ -172,3 +179,15 @@ def test_full_scale_plan_counts_the_runs_and_their_gpu_hours(name, runs, tmp_pat
     table = plan_table(study_config(name), tmp_path)
     assert set(table["study"]) == {name} and table["runs"].sum() == runs
     assert table["pending"].sum() == runs and (table["gpu_hours_pending"] > 0).all()
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_at_smoke_scale_a_study_reads_the_quickstarts_documents(name):
+    """Offline included: the quickstart's corpus (hub, else its fallback), not official shards;
+    the same corpus parameters, so the smoke studies and the quickstart share one corpus."""
+    assert study_config(name)["data"]["source"] == "pretokenized"  # full scale: as published
+    smoke = study_config(name, "smoke")
+    quickstart = validate(apply_command_line(copy.deepcopy(BASE), {"scale": "smoke"}))
+    assert smoke["data"]["source"] == "hf" and smoke["data"]["offline_fallback"]
+    assert corpus_params(smoke["data"]) == corpus_params(quickstart["data"])
+    assert smoke["tokenizer"] == quickstart["tokenizer"]

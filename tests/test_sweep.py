@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -181,10 +183,16 @@ def test_cli_round_trip(tmp_path, capsys):
     runs = pd.concat([bowl(d_model=d, rng_seed=d) for d in (128, 256)])
     runs.to_parquet(tmp_path / "runs.parquet")
     table_out, fig_out = tmp_path / "out/sweep.csv", tmp_path / "out/sweep.png"
+    options = {
+        "key": KEY,
+        "metric": "q_val_bpb",
+        "group": "model.d_model",
+        "default": 0.04,
+        "n_boot": 500,
+    }
     main(
         [
-            "--runs", str(tmp_path / "runs.parquet"), "--key", KEY, "--metric", "q_val_bpb",
-            "--group", "model.d_model", "--default", "0.04", "--n-boot", "500",
+            "--options", json.dumps(options), "--runs", str(tmp_path / "runs.parquet"),
             "--table-out", str(table_out), "--figure-out", str(fig_out),
         ]
     )  # fmt: skip

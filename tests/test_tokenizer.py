@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
+from test_data import data_config
 
 from speedlab.data.documents import prepare_corpus
 from speedlab.data.encode import BOS_ID, encode_split
@@ -61,12 +62,9 @@ def test_tokenizer_never_sees_validation_documents(tmp_path, texts):
     marker = "qzvxqzvxqzvx"
     docs = [f"{marker} {t} {marker * 20}" for t in texts[:30]] + texts[30:300]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    data = {
-        "source": "local",
-        "local": str(tmp_path / "docs.jsonl"),
-        "max_docs": 300,
-        "val_docs": 30,
-    }
+    data = data_config(
+        source="local", local=str(tmp_path / "docs.jsonl"), max_docs=300, val_docs=30
+    )
     prepare_corpus(data, tmp_path / "train.parquet", tmp_path / "val.parquet", tmp_path / "s.json")
     train_tokenizer(tmp_path / "train.parquet", tmp_path / "sp.model", 512, None, 1)
     sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))

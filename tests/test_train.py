@@ -37,6 +37,7 @@ def read_metrics(path):
     return rows
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_and_loss_falls(tmp_path, shards):
     cfg = smoke_config(steps=30, val_every=15)
     a = run(shards, tmp_path / "a", cfg, seed=3)
@@ -86,11 +87,16 @@ def test_divergence_is_recorded_not_hidden(tmp_path, shards, monkeypatch):
     assert (tmp_path / "d/model.pt").exists() and (tmp_path / "d/summary.json").exists()
 
 
-def _launch(shards, out, ckpt, cfg, env):
+def _launch(shards, out, ckpt, cfg, env, nproc=1):
     import subprocess
     import sys
+    from pathlib import Path
 
-    args = [sys.executable, "-m", "speedlab.train.loop", "--config", json.dumps(cfg), "--seed", "1",
+    python = [sys.executable]
+    if nproc > 1:
+        torchrun = Path(sys.executable).parent / "torchrun"
+        python = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}"]
+    args = [*python, "-m", "speedlab.train.loop", "--config", json.dumps(cfg), "--seed", "1",
             "--train", str(shards / "fineweb_train.json"),
             "--val", str(shards / "fineweb_val.json"),
             "--token-bytes", str(shards / "token_bytes.npy"), "--out-dir", str(out),
@@ -125,10 +131,13 @@ def uninterrupted(tmp_path_factory, shards, long_cfg):
     return read_metrics(out / "metrics.jsonl")
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGKILL"])
 def test_preempted_run_resumes_to_the_same_metrics(
     tmp_path, shards, long_cfg, uninterrupted, cli_env, how
 ):
+    """SLURM's SIGTERM and Ctrl-C's SIGINT save a checkpoint at the end of the step; after a
+    SIGKILL the rerun starts from the last periodic checkpoint. Either way: the same metrics."""
     import random
     import signal
 
@@ -138,10 +147,10 @@ def test_preempted_run_resumes_to_the_same_metrics(
     _wait_for_step(proc, out / "metrics.jsonl", at)
     proc.send_signal(getattr(signal, how))
     log = proc.communicate(timeout=60)[0]
-    if how == "SIGTERM":
-        assert proc.returncode == 143 and "checkpoint saved at step" in log, log
-    else:
+    if how == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 143 and f"{how}: checkpoint saved at step" in log, log
     assert (ckpt / "checkpoint.pt").exists() and not (out / "summary.json").exists()
     proc = _launch(shards, out, ckpt, long_cfg, cli_env)
     log = proc.communicate(timeout=120)[0]
@@ -150,6 +159,33 @@ def test_preempted_run_resumes_to_the_same_metrics(
     assert not (ckpt / "checkpoint.pt").exists()  # done: model.pt supersedes it
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["resumed_from_step"] >= (at if how == "SIGTERM" else 40)
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_checkpoints_every_rank_at_the_same_step(tmp_path, shards, cli_env):
+    """Ctrl-C reaches torchrun, which forwards SIGINT to both ranks: they stop after the same
+    step, rank 0 saves, and the rerun ends with the uninterrupted run's metrics, bit for bit."""
+    import random
+    import signal
+
+    cfg = smoke_config(steps=80, val_every=40, log_every=20, micro_batch_seqs=1)
+    full = _launch(shards, tmp_path / "full", tmp_path / "full_ckpt", cfg, cli_env, nproc=2)
+    assert full.wait(timeout=300) == 0, full.communicate()[0]
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    at = random.Random("torchrun").randrange(10, 60)
+    proc = _launch(shards, out, ckpt, cfg, cli_env, nproc=2)
+    _wait_for_step(proc, out / "metrics.jsonl", at, timeout=300)
+    proc.send_signal(signal.SIGINT)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and "SIGINT: checkpoint saved at step" in log, log
+    assert (ckpt / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+    proc = _launch(shards, out, ckpt, cfg, cli_env, nproc=2)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "resumed from" in log, log
+    rows = read_metrics(out / "metrics.jsonl")
+    assert rows == read_metrics(tmp_path / "full/metrics.jsonl") and rows[-1]["step"] == 80
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["world_size"] == 2 and prov["resumed_from_step"] >= at
 
 
 def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, shards):
@@ -177,6 +213,7 @@ def test_wallclock_budget_stops_training(tmp_path, shards):
     assert lr[0] == 1.0 and lr[-1] < 0.1  # warmdown followed the clock, not the step count
 
 
+@pytest.mark.slow
 def test_global_batch_is_fixed_whatever_the_process_count(tmp_path, shards, cli_env):
     """torchrun with 2 CPU processes (gloo) and gradient accumulation vs one process."""
     import subprocess
@@ -216,6 +253,7 @@ def test_micro_batches_must_divide_the_batch():
         micro_batches(8, 3, 1)
 
 
+@pytest.mark.slow
 def test_ngpt_trains_and_stays_on_the_sphere(tmp_path, shards):
     import torch
 

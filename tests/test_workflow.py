@@ -10,6 +10,7 @@ from test_import_logs import GOLF_DATA, golf_log
 from conftest import REPO, smoke_quickstart_config, snakemake_cmd
 
 STUDY = "results/studies/quickstart"
+pytestmark = pytest.mark.slow  # snakemake end to end
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_nothing_to_do_then_one_figure_rebuilds_alone(built):
     log = snakemake(workdir, f"{STUDY}/figures/final_q_val_bpb.png", env=env)
     assert figure.exists()
     jobs = [line.split()[1] for line in log.splitlines() if line.startswith("localrule ")]
-    assert jobs == ["plot_final:"], log
+    assert jobs == ["plot_figure:"], log
 
 
 def test_sweep_study_gets_its_table_figure_and_section(built):
@@ -134,7 +135,7 @@ def test_editing_plotting_code_reruns_only_plots_and_the_reports(built):
     import os
 
     workdir, env, _ = built
-    code = REPO / "src/speedlab/figures.py"
+    code = REPO / "src/speedlab/analysis/figures.py"
     text, before = code.read_bytes(), code.stat()
     # An edit (snakemake compares content too: touching the file alone reruns nothing).
     code.write_bytes(text + b"# an edit\n")
@@ -145,8 +146,7 @@ def test_editing_plotting_code_reruns_only_plots_and_the_reports(built):
         os.utime(code, ns=(before.st_atime_ns, before.st_mtime_ns))
     table = plan.split("Job stats:")[1].split("total")[0]
     jobs = {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
-    plots = {"plot_curves", "plot_final", "plot_quant_gap", "plot_momentum"}
-    assert jobs == plots | {"write_report", "all"}, plan
+    assert jobs == {"plot_figure", "write_report", "all"}, plan
 
 
 def _planned_jobs(log: str) -> dict[str, int]:

@@ -1,21 +1,36 @@
-"""The config model: validation against config/schema.yaml and resolution of each run's config.
+"""The config model: the schema, the command line, validation and the resolution of each run.
 
 A run's config is `defaults`, then the active scale preset, then the condition's overrides; the
 result is validated again, so a typo in a condition fails as loudly as one in the defaults.
+Defaults live in config/schema.yaml only: validation fills them in, so code reads a validated
+config by key, never with `.get(key, default)`.
+
+The command line is typed by the schema. Snakemake reads nested `--config` values as strings
+(`defaults={train: {steps: 10}}` gives '10'), so apply_command_line turns each into the type
+its key documents, and applies `set` entries: space-separated `dotted.key=value` overrides
+(`make run SET='defaults.train.steps=10'`, `snakemake --config set='defaults.train.steps=10'`;
+Snakemake itself refuses dotted keys). It also merges the chosen scale's `data` settings into
+`data`, under what the command line sets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import difflib
 import functools
 import hashlib
 import json
+import textwrap
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+# Mappings of dotted keys into `defaults` (conditions, scales, study overrides).
+OVERRIDES = ("#/$defs/overrides", "#/$defs/scale")
+RUN = {"$ref": "#/$defs/run"}
 
 
 class ConfigError(ValueError):
@@ -37,6 +52,7 @@ def _with_defaults(validator_class):
 
 
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER
 
 
 @functools.cache
@@ -59,14 +75,34 @@ def _check(instance, schema: dict, where: str) -> None:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
 
 
-def set_dotted(tree: dict, key: str, value) -> None:
-    *parents, leaf = key.split(".")
+# --- trees -------------------------------------------------------------------------------------
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Merge `extra` into `base` in place, mappings key by key (as Snakemake merges configs)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _set_path(tree: dict, parts: list[str], value, merging: bool = False) -> None:
+    """Set tree[p0][p1]...= value (merging mappings key by key when `merging`)."""
     node = tree
-    for p in parents:
+    for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {p} is not a mapping")
-    node[leaf] = copy.deepcopy(value)
+            raise ConfigError(f"{'.'.join(parts)}: {p} is not a mapping")
+    if merging:
+        merge(node, {parts[-1]: value})
+    else:
+        node[parts[-1]] = copy.deepcopy(value)
+
+
+def set_dotted(tree: dict, key: str, value) -> None:
+    _set_path(tree, key.split("."), value)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -88,20 +124,248 @@ def apply_overrides(base: dict, overrides: dict | None) -> dict:
     return merged
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate the whole tree (filling defaults in place) and every run config it implies."""
+# --- the schema as a map of keys ---------------------------------------------------------------
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    """The node with its local $ref (and theirs) merged in."""
+    while "$ref" in node:
+        target = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _child(schema: dict, node: dict, name: str) -> dict | None:
+    node = _resolve(schema, node)
+    if name in node.get("properties", {}):
+        return node["properties"][name]
+    extra = node.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _unknown_key(schema: dict, node: dict, parts: list[str]) -> str:
+    choices = sorted(_resolve(schema, node).get("properties", {}))
+    parent = ".".join(parts[:-1])
+    near = difflib.get_close_matches(parts[-1], choices, n=3, cutoff=0.6)
+    if near:
+        hint = "nearest: " + ", ".join(".".join(filter(None, (parent, n))) for n in near)
+    elif choices:
+        hint = f"{parent or 'the top level'} has {', '.join(choices)}"
+    else:
+        hint = f"{parent} has no documented keys below it"
+    return f"{'.'.join(parts)}: not a config key ({hint}; see `speedlab schema`)"
+
+
+def _walk(schema: dict, node: dict, parts: list[str], done: list[str]) -> dict:
+    for i, part in enumerate(parts):
+        child = _child(schema, node, part)
+        if child is None:
+            raise ConfigError(_unknown_key(schema, node, [*done, *parts[: i + 1]]))
+        node = child
+    return node
+
+
+def locate(schema: dict, parts: list[str]) -> tuple[dict, list[str]]:
+    """The schema node of a config key (given as its parts) and the path it is stored at: inside
+    a mapping of overrides (a condition, a scale) the rest is one dotted key, as YAML writes it.
+    ConfigError names the key and the nearest documented ones when there is no such key."""
+    node = schema
+    for i, part in enumerate(parts):
+        own = _resolve(schema, node).get("properties", {})
+        if node.get("$ref") in OVERRIDES and part not in own:
+            rest = ".".join(parts[i:])
+            return _walk(schema, RUN, rest.split("."), parts[:i]), [*parts[:i], rest]
+        node = _walk(schema, node, [part], parts[:i])
+    return node, list(parts)
+
+
+def _fits(value, node: dict, schema: dict) -> bool:
+    """Whether the value has the type the node documents (its bounds are validate's job)."""
+    node = _resolve(schema, node)
+    if "enum" in node or "const" in node:
+        return value in node.get("enum", [node.get("const")])
+    alternatives = node.get("oneOf", []) + node.get("anyOf", [])
+    if alternatives:
+        return any(_fits(value, alt, schema) for alt in alternatives)
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    return not types or any(_TYPES.is_type(value, t) for t in types)
+
+
+def _readings(value):
+    """What a command-line value may mean: YAML's reading first, the text itself last."""
+    if not isinstance(value, str):
+        yield value
+        if not isinstance(value, (dict, list)):
+            yield str(value)
+        return
+    with contextlib.suppress(yaml.YAMLError):
+        yield yaml.safe_load(value)
+    for kind in (int, float):  # YAML reads 1e-3 as text
+        with contextlib.suppress(ValueError):
+            yield kind(value)
+    yield value
+
+
+def _type_value(value, node: dict, schema: dict, key: str):
+    """The value as the type the schema gives its key; ConfigError if it has none of them."""
+    resolved = _resolve(schema, node)
+    if isinstance(value, list) and "items" in resolved and _fits(value, node, schema):
+        return [_type_value(v, resolved["items"], schema, key) for v in value]
+    for reading in _readings(value):
+        if _fits(reading, node, schema):
+            return reading
+    raise ConfigError(f"{key}: {value!r} cannot be read as {describe_type(node, schema)}")
+
+
+def describe_type(node: dict, schema: dict) -> str:
+    node = _resolve(schema, node)
+    if "enum" in node:
+        return "one of " + ", ".join(map(json.dumps, node["enum"]))
+    if "const" in node:
+        return f"exactly {json.dumps(node['const'])}"
+    alternatives = node.get("oneOf", []) + node.get("anyOf", [])
+    if alternatives:
+        return " or ".join(describe_type(alt, schema) for alt in alternatives)
+    types = node.get("type", "any")
+    names = [types] if isinstance(types, str) else list(types)
+    if "array" in names and "items" in node:
+        names[names.index("array")] = f"array of {describe_type(node['items'], schema)}"
+    bounds = [f"{sign} {node[k]}" for k, sign in _BOUNDS.items() if k in node]
+    return "|".join(names) + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
+def documented_keys(schema: dict | None = None) -> list[tuple[str, dict, bool]]:
+    """(dotted key, node, required) of every key the schema documents, in its order; mappings
+    of names read `<name>`, `defaults` lists the trainer's keys (what overrides may set)."""
     schema = schema or load_schema()
-    _check(config, schema, "")
-    scale = config.get("scale")
-    if scale is not None and scale not in config["scales"]:
-        lacking = [
-            n for n, st in config["studies"].items() if scale not in (st.get("scales") or {})
-        ]
-        if lacking:
-            raise ConfigError(
-                f"  scale: {scale!r} is not one of the presets in `scales` "
-                f"{sorted(config['scales'])}, nor in studies.<name>.scales of {lacking}"
-            )
+    rows: list[tuple[str, dict, bool]] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        node = _resolve(schema, node)
+        required = set(node.get("required", []))
+        for name, sub in node.get("properties", {}).items():
+            rows.append((prefix + name, sub, name in required))
+            walk(sub, f"{prefix}{name}.")
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and _resolve(schema, extra).get("properties"):
+            walk(extra, f"{prefix}<name>.")
+
+    walk(schema, "")
+    return rows
+
+
+def schema_lines(prefix: str = "", schema: dict | None = None) -> list[str]:
+    """`speedlab schema`: each documented key with its type, default and description."""
+    schema = schema or load_schema()
+    lines = []
+    for key, node, required in documented_keys(schema):
+        if not key.startswith(prefix):
+            continue
+        facts = [describe_type(node, schema)]
+        if "default" in node:
+            facts.append(f"default {json.dumps(node['default'])}")
+        elif required:
+            facts.append("required")
+        lines.append(f"{key}  {', '.join(facts)}")
+        description = _resolve(schema, node).get("description")
+        if description:
+            lines += textwrap.wrap(description, 96, initial_indent="    ", subsequent_indent="    ")
+    return lines
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def _typed_tree(tree: dict, schema: dict, path: list[str]) -> dict:
+    """A --config tree with every value of a documented key typed by the schema (the rest is
+    left to validate, which names it)."""
+    out = {}
+    for key, value in tree.items():
+        parts = [*path, str(key)]
+        try:
+            node, _ = locate(schema, parts)
+        except ConfigError:
+            out[key] = value
+            continue
+        if isinstance(value, dict):
+            out[key] = _typed_tree(value, schema, parts)
+        else:
+            out[key] = _type_value(value, node, schema, ".".join(parts))
+    return out
+
+
+def _set_entries(entries, schema: dict) -> list[tuple[list[str], object]]:
+    """`set` (a string of space-separated entries, or a list) -> (storage path, typed value)."""
+    if entries is None:
+        return []
+    items = entries.split() if isinstance(entries, str) else entries
+    out = []
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{item!r}: expected dotted.key=value")
+        node, path = locate(schema, key.split("."))
+        out.append((path, _type_value(text, node, schema, key)))
+    return out
+
+
+def apply_command_line(config: dict, given: dict | None = None, schema: dict | None = None):
+    """Snakemake's merged config as the command line means it, in place (before validate).
+
+    `given` is what --config said (workflow.config_settings.config): its values are typed by
+    the schema, its `set` entries applied; then the chosen scale's `data` settings are merged
+    into `data`, and what the command line set for `data` on top of them again.
+    """
+    schema = schema or load_schema()
+    try:
+        given = _typed_tree(dict(given or {}), schema, [])
+        for path, value in _set_entries(given.pop("set", None), schema):
+            _set_path(given, path, value, merging=True)
+    except ConfigError as e:
+        raise ConfigError(f"command line:\n  {e}") from None
+    config.pop("set", None)
+    merge(config, given)
+    # Not validated yet, so keys may be missing; validate checks what this reads.
+    scale, scales = config.get("scale"), config.get("scales")
+    entry = scales.get(scale) if isinstance(scales, dict) and isinstance(scale, str) else None
+    if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
+        merge(config.setdefault("data", {}), entry["data"])
+        merge(config, {"data": given.get("data", {})})
+    return config
+
+
+def load_config(root: Path, configfiles=(), items=()) -> dict:
+    """The config snakemake would see: root/config/config.yaml, each --configfile merged on top,
+    then the --config items (KEY=VALUE, dotted keys allowed, typed by the schema)."""
+    config: dict = {}
+    for path in [Path(root) / "config" / "config.yaml", *map(Path, configfiles)]:
+        try:
+            merge(config, yaml.safe_load(path.read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+    return apply_command_line(config, {"set": list(items)} if items else {})
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _check_scale(config: dict) -> None:
+    scale = config["scale"]
+    if scale is None or scale in config["scales"]:
+        return
+    lacking = [n for n, st in config["studies"].items() if scale not in st["scales"]]
+    if lacking:
+        raise ConfigError(
+            f"  scale: {scale!r} is not one of the presets in `scales` "
+            f"{sorted(config['scales'])}, nor in studies.<name>.scales of {lacking}"
+        )
+
+
+def _check_selection(config: dict) -> None:
     gpu_model = config["execution"]["gpu_model"]
     prices = config["plan"]["gpu_hour_usd"]
     if gpu_model is not None and gpu_model not in prices:
@@ -109,127 +373,145 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             f"  execution.gpu_model: {gpu_model!r} has no price in plan.gpu_hour_usd "
             f"(known GPU models: {sorted(prices)})"
         )
-    unknown = sorted(set(config.get("run_studies") or []) - set(config["studies"]))
+    unknown = sorted(set(config["run_studies"] or []) - set(config["studies"]))
     if unknown:
         raise ConfigError(
             f"  run_studies: {unknown} are not studies (studies: {sorted(config['studies'])})"
         )
-    for name, study in config["studies"].items():
-        if study["baseline"] not in study_conditions(study):
-            raise ConfigError(
-                f"  studies.{name}.baseline: {study['baseline']!r} is not one of its conditions "
-                f"{sorted(study_conditions(study))}"
-            )
-        resolved = {
-            cond: flatten(run_config(config, name, cond, schema)) for cond in study["conditions"]
-        }
-        for cond in study["condition_seeds"]:
-            if cond not in study["conditions"]:
-                raise ConfigError(
-                    f"  studies.{name}.condition_seeds.{cond}: not one of its conditions "
-                    f"{sorted(study['conditions'])}"
-                )
-        _check_sweep(name, study, resolved)
-        published = study.get("published") or {}
+
+
+def _check_names(where: str, names, allowed) -> None:
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(f"  {where}.{name}: not one of its conditions {sorted(allowed)}")
+
+
+def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
+    conditions = study_conditions(study)
+    if study["baseline"] not in conditions:
+        raise ConfigError(
+            f"  studies.{name}.baseline: {study['baseline']!r} is not one of its conditions "
+            f"{sorted(conditions)}"
+        )
+    resolved = {c: flatten(run_config(config, name, c, schema)) for c in study["conditions"]}
+    _check_names(f"studies.{name}.condition_seeds", study["condition_seeds"], study["conditions"])
+    _check_sweep(name, study, resolved)
+    if study["published"]:
         for field in ("values", "seeds"):
-            for cond in published.get(field) or {}:
-                if cond not in study_conditions(study):
-                    raise ConfigError(
-                        f"  studies.{name}.published.{field}.{cond}: not one of its conditions "
-                        f"{sorted(study_conditions(study))}"
-                    )
+            _check_names(f"studies.{name}.published.{field}", study["published"][field], conditions)
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate the whole tree (filling defaults in place) and every run config it implies."""
+    schema = schema or load_schema()
+    _check(config, schema, "")
+    _check_scale(config)
+    _check_selection(config)
+    for name, study in config["studies"].items():
+        _check_study(config, name, study, schema)
     return config
 
 
 def condition_seeds(study: dict, condition: str) -> list[int]:
     """The seeds a condition is trained with: its own list if it has one, else the study's."""
-    return (study.get("condition_seeds") or {}).get(condition, study["seeds"])
+    return study["condition_seeds"].get(condition, study["seeds"])
 
 
 def planned_seeds(study: dict) -> int:
     """Seeds per condition the design planned (for 'n planned vs achieved')."""
     listed = max(len(condition_seeds(study, c)) for c in study["conditions"])
-    return study.get("planned_seeds") or listed
+    return study["planned_seeds"] or listed
 
 
 def study_conditions(study: dict) -> list[str]:
     """The study's conditions: those it trains, then those only its imported logs have."""
     names = list(study["conditions"])
-    for item in study.get("imports") or []:
+    for item in study["imports"]:
         if item["condition"] not in names:
             names.append(item["condition"])
     return names
 
 
+def _check_sweep_key(where: str, key: str, resolved: dict[str, dict]) -> None:
+    for cond, flat in resolved.items():
+        if key not in flat:
+            raise ConfigError(
+                f"  {where}: {key!r} is not a config key of condition {cond!r} "
+                "(expected a dotted key such as optim.matrix_lr)"
+            )
+        if not isinstance(flat[key], (int, float)) or isinstance(flat[key], bool):
+            raise ConfigError(
+                f"  {where}: {key!r} is {flat[key]!r} in condition {cond!r}; a sweep needs numbers"
+            )
+
+
 def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
-    sweep = study.get("sweep")
+    sweep = study["sweep"]
     if not sweep:
         return
     where = f"studies.{name}.sweep"
+    chosen = sweep["conditions"]
+    swept = {c: flat for c, flat in resolved.items() if not chosen or c in chosen}
     for field in ("key", "group"):
-        key = sweep.get(field)
-        if key is None:
-            continue
-        for cond, flat in resolved.items():
-            if sweep.get("conditions") and cond not in sweep["conditions"]:
-                continue
-            if key not in flat:
-                raise ConfigError(
-                    f"  {where}.{field}: {key!r} is not a config key of condition {cond!r} "
-                    "(expected a dotted key such as optim.matrix_lr)"
-                )
-            if not isinstance(flat[key], (int, float)) or isinstance(flat[key], bool):
-                raise ConfigError(
-                    f"  {where}.{field}: {key!r} is {flat[key]!r} in condition {cond!r}; "
-                    "a sweep needs numbers"
-                )
-    for cond in sweep.get("conditions") or []:
+        if sweep[field] is not None:
+            _check_sweep_key(f"{where}.{field}", sweep[field], swept)
+    for cond in sweep["conditions"] or []:
         if cond not in study["conditions"]:
             raise ConfigError(
                 f"  {where}.conditions: {cond!r} is not one of the study's conditions "
                 f"{sorted(study['conditions'])}"
             )
-    if sweep["fit"] and not sweep.get("group"):
+    if sweep["fit"] and not sweep["group"]:
         raise ConfigError(f"  {where}.fit: a power-law fit needs sweep.group (the scale key)")
+
+
+def _scale_overrides(config: dict, spec: dict, scale: str) -> dict:
+    """A study's own entry for the scale, else the top-level one (its `data` is not a run's)."""
+    own = spec["scales"].get(scale)
+    entry = own if own is not None else config["scales"][scale]
+    return {k: v for k, v in (entry or {}).items() if k != "data"}
+
+
+def _resolve_run(config: dict, study: str, condition: str) -> dict:
+    spec = config["studies"][study]
+    resolved = apply_overrides(config["defaults"], spec["overrides"])
+    scale = config["scale"]
+    if scale:
+        resolved = apply_overrides(resolved, _scale_overrides(config, spec, scale))
+    resolved = apply_overrides(resolved, spec["conditions"][condition])
+    # A scale may map the values conditions set (e.g. smoke: model.d_model 1280 -> 96), so a
+    # study whose conditions differ in shape keeps its structure at a small scale.
+    flat = flatten(resolved)
+    for key, mapping in (spec["scale_maps"].get(scale) or {}).items():
+        by_text = {str(k): v for k, v in mapping.items()}  # YAML int keys, JSON str keys
+        if key in flat and str(flat[key]) in by_text:
+            set_dotted(resolved, key, by_text[str(flat[key])])
+    return resolved
+
+
+def _check_layers(resolved: dict, where: str) -> None:
+    """Per-layer lists must match the depth, which the schema alone cannot express."""
+    n_layer, optim = resolved["model"]["n_layer"], resolved["optim"]
+    for key in ("momentum_list", "lr_mult_list", "wd_mult_list"):
+        if optim[key] is not None and len(optim[key]) != n_layer:
+            raise ConfigError(
+                f"invalid configuration:\n  {where}.optim.{key}: {len(optim[key])} values for "
+                f"model.n_layer={n_layer} layers"
+            )
+    if optim["momentum_schedule"] == "list" and not optim["momentum_list"]:
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.optim.momentum_list: required by "
+            "momentum_schedule 'list'"
+        )
 
 
 def run_config(config: dict, study: str, condition: str, schema: dict | None = None) -> dict:
     """The fully resolved, validated trainer config of one (study, condition)."""
     schema = schema or load_schema()
-    spec = config["studies"][study]
-    resolved = apply_overrides(config["defaults"], spec.get("overrides"))
-    scale = config.get("scale")
-    if scale:
-        # A study's own entry for the scale replaces the top-level one of that name.
-        own = (spec.get("scales") or {}).get(scale)
-        resolved = apply_overrides(resolved, own if own is not None else config["scales"][scale])
-    resolved = apply_overrides(resolved, spec["conditions"][condition])
-    # A scale may map the values conditions set (e.g. smoke: model.d_model 1280 -> 96), so a
-    # study whose conditions differ in shape keeps its structure at a small scale.
-    flat = flatten(resolved)
-    for key, mapping in ((spec.get("scale_maps") or {}).get(scale) or {}).items():
-        by_text = {str(k): v for k, v in mapping.items()}  # YAML int keys, JSON str keys
-        if key in flat and str(flat[key]) in by_text:
-            set_dotted(resolved, key, by_text[str(flat[key])])
-    run_schema = {**schema["$defs"]["run"], "$defs": schema["$defs"]}
+    resolved = _resolve_run(config, study, condition)
     where = f"studies.{study}.conditions.{condition}"
-    _check(resolved, run_schema, where)
-    # Per-layer lists must match the depth, which the schema alone cannot express.
-    n_layer = resolved["model"]["n_layer"]
-    for key in ("momentum_list", "lr_mult_list", "wd_mult_list"):
-        values = resolved["optim"].get(key)
-        if values is not None and len(values) != n_layer:
-            raise ConfigError(
-                f"invalid configuration:\n  {where}.optim.{key}: {len(values)} values for "
-                f"model.n_layer={n_layer} layers"
-            )
-    if resolved["optim"]["momentum_schedule"] == "list" and not resolved["optim"].get(
-        "momentum_list"
-    ):
-        raise ConfigError(
-            f"invalid configuration:\n  {where}.optim.momentum_list: required by "
-            "momentum_schedule 'list'"
-        )
+    _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)
+    _check_layers(resolved, where)
     return resolved
 
 

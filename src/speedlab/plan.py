@@ -6,7 +6,7 @@ config's `plan.step_time_s` for the active scale. From it follow each training j
 runtime (steps x step time x margin + overhead, times the attempt number on a retry) and the
 GPU-hours and money still needed. A run counts as done when its summary exists for the current
 config (a run of an edited condition is pending again, as snakemake sees it).
-`python -m speedlab.plan` (or `make plan`) prints the table before anything is submitted.
+`speedlab plan` (or `make plan`) prints the table before anything is submitted.
 """
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from speedlab.config import condition_seeds, config_hash, run_config, validate
+from speedlab.config import (
+    condition_seeds,
+    config_hash,
+    load_config,
+    run_config,
+    validate,
+)
 
 RUNS = Path("results/runs")
 
@@ -30,7 +35,7 @@ def shape_key(cfg: dict) -> str:
     return config_hash(
         {
             "model": cfg["model"],
-            "train": {k: t.get(k) for k in ("seq_len", "batch_seqs", "gpus", "compile", "device")},
+            "train": {k: t[k] for k in ("seq_len", "batch_seqs", "gpus", "compile", "device")},
         }
     )
 
@@ -69,7 +74,7 @@ def step_time(config: dict, study: str, condition: str, finished: list[dict]) ->
     if alike:
         return sum(alike) / len(alike), f"measured, same shape ({len(alike)} runs)"
     configured = config["plan"]["step_time_s"]
-    scale = config.get("scale") or "default"
+    scale = config["scale"] or "default"
     if scale in configured:
         return float(configured[scale]), f"plan.step_time_s.{scale}"
     if "default" in configured:
@@ -82,7 +87,7 @@ def step_time(config: dict, study: str, condition: str, finished: list[dict]) ->
 
 def train_seconds(cfg: dict, step_s: float) -> float:
     seconds = cfg["train"]["steps"] * step_s
-    cap = cfg["train"].get("max_wallclock_s")
+    cap = cfg["train"]["max_wallclock_s"]
     return min(seconds, cap) if cap else seconds
 
 
@@ -99,16 +104,15 @@ def runtime_minutes(
 
 
 def gpu_hour_price(config: dict) -> float | None:
-    model = config["execution"].get("gpu_model")
-    prices = config["plan"]["gpu_hour_usd"]
-    return prices.get(model or "default")
+    model = config["execution"]["gpu_model"]
+    return config["plan"]["gpu_hour_usd"].get(model or "default")
 
 
 def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
     finished = finished_runs(root)
     price = gpu_hour_price(config)
     rows = []
-    for study in config.get("run_studies") or config["studies"]:
+    for study in config["run_studies"] or config["studies"]:
         spec = config["studies"][study]
         for condition in spec["conditions"]:
             cfg = run_config(config, study, condition)
@@ -144,7 +148,7 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
 
 def format_plan(table: pd.DataFrame, config: dict) -> str:
     price = gpu_hour_price(config)
-    model = config["execution"].get("gpu_model") or "default"
+    model = config["execution"]["gpu_model"] or "default"
     shown = table.assign(
         step_s=table["step_s"].map("{:.3g}".format),
         hours_per_run=table["hours_per_run"].map("{:.3g}".format),
@@ -165,21 +169,30 @@ def format_plan(table: pd.DataFrame, config: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m speedlab.plan", description=__doc__)
-    p.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    p.add_argument("--config-json", help="the config as JSON (the plan rule passes snakemake's)")
-    p.add_argument("--scale", help="apply this entry of `scales`")
+def main(argv: list[str] | None = None, prog: str = "python -m speedlab.plan") -> None:
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--configfile", nargs="+", action="extend", default=[], type=Path, metavar="FILE",
+        help="config files merged over config/config.yaml, as snakemake --configfile does",
+    )  # fmt: skip
+    p.add_argument(
+        "--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="settings by (dotted) key, typed by the schema: scale=full defaults.train.steps=10",
+    )  # fmt: skip
+    p.add_argument("--config-json", help="the whole config as JSON (what the plan rule passes)")
     p.add_argument("--root", type=Path, default=Path("."), help="the workflow's directory")
     args = p.parse_args(argv)
-    if args.config_json:
-        config = json.loads(args.config_json)
-    else:
-        config = yaml.safe_load(args.configfile.read_text())
-    if args.scale:
-        config["scale"] = args.scale
-    validate(config)
-    print(format_plan(plan_table(config, args.root), config))
+    try:
+        if args.config_json:
+            config = json.loads(args.config_json)
+        else:
+            config = load_config(args.root, args.configfile, args.config)
+        table = plan_table(validate(config), args.root)
+    except ValueError as e:  # a ConfigError, or no step time to plan with
+        raise SystemExit(f"{prog}: {e}") from None
+    print(format_plan(table, config))
 
 
 if __name__ == "__main__":

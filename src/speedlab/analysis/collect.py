@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.config import flatten
 from speedlab.files import atomic_path
 
@@ -61,7 +62,7 @@ def run_row(run_dir: Path, baseline: str) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     roundtrip = json.loads((run_dir / "roundtrip.json").read_text())
     provenance = json.loads((run_dir / "provenance.json").read_text())
-    world = provenance.get("world_size", 1)
+    world = provenance["world_size"]
     on_gpu = provenance["device"] != "cpu"
     row = {
         **{k: v for k, v in summary.items() if k in COLUMNS},
@@ -160,35 +161,36 @@ def schema_markdown() -> str:
     return "\n".join(lines)
 
 
+OPTIONS = {
+    "study": REQUIRED,
+    "baseline": REQUIRED,
+    "imports": [],  # [runs.parquet, curves.parquet] pairs from speedlab.analysis.import_logs
+}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--schema", action="store_true", help="print the runs.parquet schema")
-    p.add_argument("--study")
-    p.add_argument("--baseline")
-    p.add_argument("--summaries", nargs="*", type=Path, default=[])
-    p.add_argument(
-        "--imported", nargs="*", type=Path, default=[],
-        help="runs.parquet curves.parquet pairs from speedlab.analysis.import_logs",
-    )  # fmt: skip
+    add_options(p, OPTIONS)
+    p.add_argument("--summaries", nargs="*", type=Path, default=[], help="the runs' summary.json")
     p.add_argument("--runs-out", type=Path)
     p.add_argument("--curves-out", type=Path)
     args = p.parse_args(argv)
     if args.schema:
         print(schema_markdown())
         return
-    if not (args.study and args.baseline and args.runs_out and args.curves_out):
-        p.error("--study, --baseline, --runs-out and --curves-out are required")
-    if len(args.imported) % 2:
-        p.error("--imported takes runs.parquet curves.parquet pairs")
-    pairs = list(zip(args.imported[::2], args.imported[1::2], strict=True))
+    if not (args.options and args.runs_out and args.curves_out):
+        p.error("--options, --runs-out and --curves-out are required")
+    o = args.options
+    pairs = [(Path(runs), Path(curves)) for runs, curves in o["imports"]]
     if not args.summaries and not pairs:
-        p.error("no runs: give --summaries and/or --imported")
-    runs, curves = collect(args.summaries, args.baseline, pairs)
+        p.error("no runs: give --summaries and/or imports in --options")
+    runs, curves = collect(args.summaries, o["baseline"], pairs)
     with atomic_path(args.runs_out) as tmp:
         runs.to_parquet(tmp, index=False)
     with atomic_path(args.curves_out) as tmp:
         curves.to_parquet(tmp, index=False)
-    print(f"{args.study}: {len(runs)} runs, {len(curves)} curve points")
+    print(f"{o['study']}: {len(runs)} runs, {len(curves)} curve points")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from speedlab.analysis.stats import split_list, summarize  # noqa: E402
+from speedlab.analysis.figure_list import PLOTTED  # noqa: E402
+from speedlab.analysis.options import REQUIRED, add_options  # noqa: E402
+from speedlab.analysis.stats import summarize  # noqa: E402
 from speedlab.files import atomic_path  # noqa: E402
 
 DPI = 150
@@ -73,16 +75,15 @@ def _late_ylim(data: pd.DataFrame, x: str) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def plot_curves(
+def _curve_data(
     curves: pd.DataFrame,
-    out_png: str | Path,
-    metric: str = "val_bpb",
-    x: str = "step",
-    title: str | None = None,
-    conditions: list[str] | None = None,
-    baseline: str | None = None,
-) -> Path:
-    """Mean over seeds per condition, band = min–max over seeds, faint per-seed lines."""
+    metric: str,
+    x: str,
+    conditions: list[str] | None,
+    baseline: str | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The metric's curve points, each at `_x` with its `condition_label`, and the labels in
+    legend order."""
     data = curves[curves["metric"] == metric].copy()
     if data.empty:
         raise ValueError(f"no rows with metric {metric!r} in the curves table")
@@ -93,37 +94,27 @@ def plot_curves(
     n_seeds = data.groupby("condition")["seed"].nunique()
     labels = {c: f"{c} (n={n_seeds.get(c, 0)} seeds)" for c in order}
     data["condition_label"] = data["condition"].map(labels)
-    hue_order = [labels[c] for c in order]
+    return data, [labels[c] for c in order]
 
+
+def plot_curves(
+    curves: pd.DataFrame,
+    out_png: str | Path,
+    metric: str = "val_bpb",
+    x: str = "step",
+    title: str | None = None,
+    conditions: list[str] | None = None,
+    baseline: str | None = None,
+) -> Path:
+    """Mean over seeds per condition, band = min–max over seeds, faint per-seed lines."""
+    data, hue_order = _curve_data(curves, metric, x, conditions, baseline)
     fig, ax = plt.subplots(figsize=(8, 5))
     palette = dict(zip(hue_order, themed_colors(len(hue_order)), strict=True))
+    lines = dict(data=data, x="_x", y="value", hue="condition_label", ax=ax)
+    lines.update(hue_order=hue_order, palette=palette)
     # With 3 seeds a bootstrap "95% CI" is not meaningful; the min–max band hides nothing.
-    sns.lineplot(
-        data=data,
-        x="_x",
-        y="value",
-        hue="condition_label",
-        hue_order=hue_order,
-        palette=palette,
-        estimator="mean",
-        errorbar=("pi", 100),
-        linewidth=2,
-        ax=ax,
-    )
-    sns.lineplot(
-        data=data,
-        x="_x",
-        y="value",
-        hue="condition_label",
-        hue_order=hue_order,
-        palette=palette,
-        units="seed",
-        estimator=None,
-        linewidth=0.6,
-        alpha=0.35,
-        legend=False,
-        ax=ax,
-    )
+    sns.lineplot(**lines, estimator="mean", errorbar=("pi", 100), linewidth=2)
+    sns.lineplot(**lines, units="seed", estimator=None, linewidth=0.6, alpha=0.35, legend=False)
     ylim = _late_ylim(data.rename(columns={"_x": "x"}), "x")
     note = ""
     if ylim is not None:
@@ -161,55 +152,16 @@ def plot_final(
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(order) + 2), 5))
     palette = dict(zip(order, themed_colors(len(order)), strict=True))
     sns.stripplot(
-        data=ok,
-        x="condition",
-        y=metric,
-        order=order,
-        hue="condition",
-        hue_order=order,
-        palette=palette,
-        legend=False,
-        size=7,
-        jitter=0.08,
-        alpha=0.8,
-        ax=ax,
-    )
+        data=ok, x="condition", y=metric, order=order, hue="condition", hue_order=order,
+        palette=palette, legend=False, size=7, jitter=0.08, alpha=0.8, ax=ax,
+    )  # fmt: skip
     # The interval sits beside the points rather than on them so neither hides the other.
     offset = 0.28
     for i, cond in enumerate(order):
-        row = summary.loc[cond]
-        if np.isnan(row["mean"]):
-            continue
-        if np.isnan(row["ci_low"]):
-            yerr = None
-        else:
-            yerr = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
-        ax.errorbar(
-            i + offset,
-            row["mean"],
-            yerr=yerr,
-            fmt="D",
-            color="black",
-            markersize=6,
-            capsize=5,
-            linewidth=1.5,
-        )
-        ax.annotate(
-            f"{row['mean']:.4g}\nn={int(row['n'])}",
-            (i + offset, row["mean"]),
-            xytext=(8, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
+        _draw_mean(ax, summary.loc[cond], i + offset)
     if baseline in summary.index and not np.isnan(summary.loc[baseline, "mean"]):
-        ax.axhline(
-            summary.loc[baseline, "mean"],
-            color="0.5",
-            linestyle="--",
-            linewidth=1,
-            label=f"baseline mean ({baseline})",
-        )
+        label = f"baseline mean ({baseline})"
+        ax.axhline(summary.loc[baseline, "mean"], color="0.5", linestyle="--", lw=1, label=label)
         ax.legend(loc="best", fontsize=9)
     ax.set_xlim(-0.5, len(order) - 0.5 + offset)
     ax.set_xlabel("condition")
@@ -218,6 +170,27 @@ def plot_final(
     ax.set_title(title or f"Final {metric_label(metric)}")
     return save_figure(
         fig, out_png, footnote=f"dots: seeds (diverged excluded); ◆: mean with {ci} t-interval"
+    )
+
+
+def _draw_mean(ax, row: pd.Series, x: float) -> None:
+    """A condition's mean (a diamond with its t-interval, when it has one) and its n, at x."""
+    if np.isnan(row["mean"]):
+        return
+    if np.isnan(row["ci_low"]):
+        yerr = None
+    else:
+        yerr = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+    ax.errorbar(
+        x, row["mean"], yerr=yerr, fmt="D", color="black", markersize=6, capsize=5, linewidth=1.5
+    )
+    ax.annotate(
+        f"{row['mean']:.4g}\nn={int(row['n'])}",
+        (x, row["mean"]),
+        xytext=(8, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=8,
     )
 
 
@@ -262,7 +235,7 @@ def condition_momenta(runs: pd.DataFrame) -> dict[str, list[float]]:
         r = rows.iloc[0]
         if pd.isna(r.get("cfg.optim.momentum_schedule")):
             continue  # an imported run: its schedule is not known
-        values = r.get("cfg.optim.momentum_list")
+        values = r["cfg.optim.momentum_list"]
         out[condition] = layer_momenta(
             r["cfg.optim.momentum_schedule"],
             int(r["cfg.model.n_layer"]),
@@ -311,65 +284,37 @@ def save_figure(fig: plt.Figure, out_png: str | Path, footnote: str | None = Non
     return out_png
 
 
+def plot_figure(
+    name: str, table: pd.DataFrame, out_png: str | Path, conditions: list[str], baseline: str
+) -> Path:
+    """Draw PLOTTED[name] (speedlab.analysis.figure_list) from its table."""
+    spec = PLOTTED[name]
+    order = {"conditions": conditions, "baseline": baseline}
+    if spec.kind == "curves":
+        return plot_curves(table, out_png, metric=spec.metric, x=spec.x, **order)
+    if spec.kind == "final":
+        return plot_final(table, out_png, metric=spec.metric, **order)
+    draw = plot_quant_gap if spec.kind == "quant" else plot_momentum
+    return draw(table, out_png, **order)
+
+
+OPTIONS = {"figure": REQUIRED, "conditions": None, "baseline": None}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m speedlab.analysis.figures", description="Study figures."
+        prog="python -m speedlab.analysis.figures",
+        description="Draw one study figure (the list: speedlab.analysis.figure_list).",
     )
-    sub = p.add_subparsers(dest="kind", required=True)
-
-    c = sub.add_parser("curves", help="metric vs step/tokens/time, mean and band over seeds")
-    c.add_argument("--curves", required=True, type=Path, help="curves.parquet")
-    c.add_argument("--metric", default="val_bpb", help="train_loss, val_loss or val_bpb")
-    c.add_argument("--x", default="step", choices=sorted(X_LABELS), help="x-axis column")
-    c.add_argument("--conditions", type=split_list, help="comma-separated legend order")
-    c.add_argument("--baseline", help="condition drawn first")
-    c.add_argument("--title")
-    c.add_argument("--out", required=True, type=Path)
-
-    f = sub.add_parser("final", help="final metric per condition: seeds and mean ± t-interval")
-    f.add_argument("--runs", required=True, type=Path, help="runs.parquet")
-    f.add_argument("--metric", default="q_val_bpb", help="runs column")
-    f.add_argument("--conditions", type=split_list, help="comma-separated order")
-    f.add_argument("--baseline", help="condition drawn first, with a reference line")
-    f.add_argument("--title")
-    f.add_argument("--out", required=True, type=Path)
-
-    q = sub.add_parser("quant", help="post- vs pre-quantization val_bpb per run")
-    q.add_argument("--runs", required=True, type=Path, help="runs.parquet")
-    q.add_argument("--conditions", type=split_list, help="comma-separated order")
-    q.add_argument("--baseline", help="condition listed first")
-    q.add_argument("--out", required=True, type=Path)
-
-    mo = sub.add_parser("momentum", help="Muon momentum per layer for each condition")
-    mo.add_argument("--runs", required=True, type=Path, help="runs.parquet")
-    mo.add_argument("--conditions", type=split_list, help="comma-separated order")
-    mo.add_argument("--baseline", help="condition listed first")
-    mo.add_argument("--out", required=True, type=Path)
-
+    add_options(p, OPTIONS, required=True)
+    p.add_argument("--table", required=True, type=Path, help="the figure's runs/curves.parquet")
+    p.add_argument("--out", required=True, type=Path, help="output PNG (and a PDF beside it)")
     args = p.parse_args(argv)
-    if args.kind == "quant":
-        plot_quant_gap(pd.read_parquet(args.runs), args.out, args.conditions, args.baseline)
-    elif args.kind == "momentum":
-        plot_momentum(pd.read_parquet(args.runs), args.out, args.conditions, args.baseline)
-    elif args.kind == "curves":
-        plot_curves(
-            pd.read_parquet(args.curves),
-            args.out,
-            metric=args.metric,
-            x=args.x,
-            title=args.title,
-            conditions=args.conditions,
-            baseline=args.baseline,
-        )
-    else:
-        plot_final(
-            pd.read_parquet(args.runs),
-            args.out,
-            metric=args.metric,
-            conditions=args.conditions,
-            baseline=args.baseline,
-            title=args.title,
-        )
+    name = args.options["figure"]
+    if name not in PLOTTED:
+        p.error(f"--options: unknown figure {name!r} (figures: {', '.join(PLOTTED)})")
+    table = pd.read_parquet(args.table)
+    plot_figure(name, table, args.out, args.options["conditions"], args.options["baseline"])
 
 
 if __name__ == "__main__":

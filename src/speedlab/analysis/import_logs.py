@@ -112,6 +112,13 @@ GPU_ROW = re.compile(r"\|\s+\d+\s+(.+?)\s+(?:On|Off)\s+\|")  # nvidia-smi: | 0  
 PROCESS_ROW = re.compile(r"\|\s+(\d+)\s+\S+\s+\S+\s+\d+\s+C\s+\S*python")  # | gpu N/A N/A pid C ..
 
 RUN_EXTRA_COLUMNS = ("step_avg_ms",)  # beyond collect.COLUMNS
+# ParsedLog fields that go into the runs row as they are (peak_memory_mb in MiB, as speedlab's
+# summary has it).
+LOG_COLUMNS = (
+    "steps", "steps_planned", "train_time_s", "world_size", "n_params", "train_loss", "val_loss",
+    "val_bpb", "q_val_loss", "q_val_bpb", "payload_bytes", "compressed_bytes", "artifact_bytes",
+    "diverged", "step_avg_ms", "peak_memory_mb", "device", "torch", "cuda",
+)  # fmt: skip
 
 
 class Point(NamedTuple):
@@ -256,37 +263,48 @@ def parse_log(path: str | Path, fmt: str = "auto") -> ParsedLog:
         )
     log = ParsedLog(path=str(path), source=detect_format(data) if fmt == "auto" else fmt)
     _read_header(log, lines[seps[-2] + 1 : seps[-1]] if len(seps) >= 2 else [])
-    golf = log.source == "parameter_golf"
     last_step = -1
     for number, line in enumerate(data, start=start + 1):
         where = f"{path}:{number}"
         if m := STEP_LINE.match(line):
-            step, planned, fields = _step_line(m, where)
-            if step < last_step:
-                raise ValueError(
-                    f"{where}: step {step} after step {last_step}: the file holds more than one "
-                    "run; split it"
-                )
-            last_step = log.steps = step
-            log.steps_planned = planned
-            log.train_time_s = fields.get("train_time", NAN) / 1000
-            log.step_avg_ms = fields.get("step_avg", NAN)
-            for metric in LOSS_FIELDS:
-                if metric in fields:
-                    setattr(log, metric, fields[metric])
-                    log.points.append(Point(step, log.train_time_s, metric, fields[metric]))
-        elif m := PEAK_MEMORY.match(line):
-            log.peak_memory_mb = _number(m[1], "peak memory", where)
-        elif golf and line.startswith(CONFIG_LINES):
-            _read_config(log, line, where)
-        elif golf:
-            _read_result(log, line, where)
+            last_step = _read_step(log, m, last_step, where)
+        else:
+            _read_other(log, line, where)
     cfg = log.config
     cfg.setdefault("train.steps", log.steps_planned)
     tokens, seq_len = cfg.get("train.batch_tokens"), cfg.get("train.seq_len")
     if tokens and seq_len and tokens % seq_len == 0:
         cfg["train.batch_seqs"] = tokens // seq_len
     return log
+
+
+def _read_step(log: ParsedLog, m: re.Match, last_step: int, where: str) -> int:
+    """A `step:N/M` line: the run's progress and a curve point per loss field; returns N."""
+    step, planned, fields = _step_line(m, where)
+    if step < last_step:
+        raise ValueError(
+            f"{where}: step {step} after step {last_step}: the file holds more than one run; "
+            "split it"
+        )
+    log.steps = step
+    log.steps_planned = planned
+    log.train_time_s = fields.get("train_time", NAN) / 1000
+    log.step_avg_ms = fields.get("step_avg", NAN)
+    for metric in LOSS_FIELDS:
+        if metric in fields:
+            setattr(log, metric, fields[metric])
+            log.points.append(Point(step, log.train_time_s, metric, fields[metric]))
+    return step
+
+
+def _read_other(log: ParsedLog, line: str, where: str) -> None:
+    """A line that is not a step line: peak memory, or parameter-golf's config and results."""
+    if m := PEAK_MEMORY.match(line):
+        log.peak_memory_mb = _number(m[1], "peak memory", where)
+    elif log.source == "parameter_golf" and line.startswith(CONFIG_LINES):
+        _read_config(log, line, where)
+    elif log.source == "parameter_golf":
+        _read_result(log, line, where)
 
 
 def import_log(
@@ -308,43 +326,18 @@ def import_log(
         "is_baseline": baseline is not None and condition == baseline,
         "source": log.source,
         "log_path": str(path),
-        "steps": log.steps,
-        "steps_planned": log.steps_planned,
+        **{name: getattr(log, name) for name in LOG_COLUMNS},
         "tokens": log.steps * per_step if per_step else NAN,
-        "train_time_s": log.train_time_s,
-        "world_size": log.world_size,
         "gpu_hours": log.train_time_s * log.world_size / 3600,
-        "n_params": log.n_params,
-        "train_loss": log.train_loss,
-        "val_loss": log.val_loss,
-        "val_bpb": log.val_bpb,
-        "q_val_loss": log.q_val_loss,
-        "q_val_bpb": log.q_val_bpb,
-        "payload_bytes": log.payload_bytes,
-        "compressed_bytes": log.compressed_bytes,
-        "artifact_bytes": log.artifact_bytes,
-        "diverged": log.diverged,
-        "step_avg_ms": log.step_avg_ms,
-        "peak_memory_mb": log.peak_memory_mb,  # MiB, as speedlab's summary has it
-        "device": log.device,
         "host": None,
-        "torch": log.torch,
-        "cuda": log.cuda,
         **{f"cfg.{k}": v for k, v in sorted(log.config.items())},
     }
+    run = {"study": study, "condition": condition, "seed": seed}
     curves = [
-        dict(
-            study=study,
-            condition=condition,
-            seed=seed,
-            step=p.step,
-            tokens=p.step * per_step if per_step else -1,
-            time_s=p.time_s,
-            metric=p.metric,
-            value=p.value,
-        )
+        {**run, "step": p.step, "tokens": p.step * per_step if per_step else -1,
+         "time_s": p.time_s, "metric": p.metric, "value": p.value}
         for p in log.points
-    ]
+    ]  # fmt: skip
     return row, curves
 
 

@@ -19,7 +19,8 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats as sps
 
 from speedlab.analysis.figures import save_figure, themed_colors
-from speedlab.analysis.sweep import cells, resampled_means, sweep_table
+from speedlab.analysis.options import REQUIRED, add_options
+from speedlab.analysis.sweep import by_group, cells, group_resamples, sweep_table
 from speedlab.files import atomic_path
 
 
@@ -101,14 +102,12 @@ def bootstrap_exponent(
     this interval as a lower bound on the uncertainty. (scipy.stats.bootstrap is not used: it
     needs >= 2 seeds in every cell.)
     """
-    data = cells(runs, key, metric, group)
     rng = np.random.default_rng(seed)
     xs, best = [], []
-    for g in dict.fromkeys(g for g, _ in data):
-        values = [v for gg, v in data if gg == g]
-        if not any(len(data[(g, v)][0]) for v in values):
+    for g, values, seeds in by_group(cells(runs, key, metric, group)):
+        if not any(len(x) for x in seeds):
             continue  # no runs that count: no best value, as in sweep_table
-        means = np.vstack([resampled_means(data[(g, v)][0], n_boot, rng) for v in values])
+        means = group_resamples(seeds, n_boot, rng)
         xs.append(float(g))
         best.append(np.asarray(values, dtype=float)[means.argmin(axis=0)])
     if len(xs) < 2:
@@ -141,19 +140,12 @@ def plot_scaling(
     legend, the bootstrap one too if `fit` has boot_low/boot_high) and, optionally, a line of
     the expected exponent through the data's geometric mean."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ci = f"{100 * (1 - fit['alpha']):.0f}%"
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = themed_colors(3)
     xs = np.geomspace(x.min() / 1.25, x.max() * 1.25, 200)
-    b = fit["exponent"]
-    label = rf"fit: $y = {fit['k']:.3g}\,x^{{{b:.3f}}}$, $R^2$ = {fit['r2']:.3f}"
-    if np.isfinite(fit["exponent_low"]):
-        label += (
-            f"\nexponent {ci} t-interval [{fit['exponent_low']:.3f}, {fit['exponent_high']:.3f}]"
-        )
-    if np.isfinite(fit.get("boot_low", np.nan)):
-        label += f"\nexponent {ci} bootstrap [{fit['boot_low']:.3f}, {fit['boot_high']:.3f}]"
-    ax.plot(xs, fit["k"] * xs**b, color=colors[0], linewidth=2, label=label)
+    ax.plot(
+        xs, fit["k"] * xs ** fit["exponent"], color=colors[0], linewidth=2, label=_fit_label(fit)
+    )
     if expected_exponent is not None:
         gx, gy = sps.gmean(x), sps.gmean(y)
         ax.plot(
@@ -179,6 +171,20 @@ def plot_scaling(
     return save_figure(fig, out_png)
 
 
+def _fit_label(fit: dict) -> str:
+    """The fitted law, its R², the exponent's t-interval and, when `fit` has one, its
+    bootstrap interval."""
+    ci = f"{100 * (1 - fit['alpha']):.0f}%"
+    label = rf"fit: $y = {fit['k']:.3g}\,x^{{{fit['exponent']:.3f}}}$, $R^2$ = {fit['r2']:.3f}"
+    if np.isfinite(fit["exponent_low"]):
+        label += (
+            f"\nexponent {ci} t-interval [{fit['exponent_low']:.3f}, {fit['exponent_high']:.3f}]"
+        )
+    if np.isfinite(fit.get("boot_low", np.nan)):
+        label += f"\nexponent {ci} bootstrap [{fit['boot_low']:.3f}, {fit['boot_high']:.3f}]"
+    return label
+
+
 def _jsonable(v):
     if isinstance(v, dict):
         return {k: _jsonable(w) for k, w in v.items()}
@@ -198,61 +204,68 @@ def _within(e: float | None, lo: float, hi: float) -> bool | None:
     return bool(lo - tol <= e <= hi + tol)
 
 
+OPTIONS = {
+    "key": REQUIRED,  # the swept config key, e.g. optim.weight_decay
+    "group": REQUIRED,  # the scale config key, e.g. model.d_model
+    "metric": REQUIRED,  # runs column, lower is better
+    "expect": None,  # the expected exponent, e.g. -2
+    "alpha": 0.05,  # 1 - interval level
+    "n_boot": 2000,  # bootstrap resamples (0: no bootstrap interval)
+    "seed": 0,  # bootstrap seed
+}
+
+
+def fit_document(runs: pd.DataFrame, o: dict) -> dict:
+    """scaling.json: the fit of the best swept value against the group key, with the expected
+    exponent (if any) checked against its intervals."""
+    key, group, metric, alpha = o["key"], o["group"], o["metric"], o["alpha"]
+    table = sweep_table(runs, key, metric, group, alpha=alpha, seed=o["seed"])
+    fit = optimum_fit(table, alpha)
+    if o["n_boot"] > 0:
+        fit.update(bootstrap_exponent(runs, key, group, metric, alpha, o["n_boot"], o["seed"]))
+    expect = None if o["expect"] is None else float(o["expect"])  # a number, as the schema has it
+    return {
+        "key": key,
+        "group": group,
+        "metric": metric,
+        "expected_exponent": expect,
+        "expected_within_ci": _within(expect, fit["exponent_low"], fit["exponent_high"]),
+        "expected_within_boot": _within(
+            expect, fit.get("boot_low", np.nan), fit.get("boot_high", np.nan)
+        ),
+        "fit": fit,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m speedlab.analysis.scaling",
         description="Power-law fit of a sweep's best value against a scale key.",
     )
+    add_options(p, OPTIONS, required=True)
     p.add_argument(
         "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
     )
-    p.add_argument("--key", required=True, help="swept config key, e.g. optim.weight_decay")
-    p.add_argument("--group", required=True, help="scale config key, e.g. model.d_model")
-    p.add_argument("--metric", required=True, help="runs column, lower is better: q_val_bpb")
-    p.add_argument("--expect", type=float, help="expected exponent, e.g. -2")
-    p.add_argument("--alpha", type=float, default=0.05, help="1 - interval level (default 0.05)")
-    p.add_argument(
-        "--n-boot", type=int, default=2000, help="bootstrap resamples (0: no bootstrap interval)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json-out", required=True, type=Path, help="output JSON")
     p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
     args = p.parse_args(argv)
-    runs = pd.read_parquet(args.runs)
-    table = sweep_table(runs, args.key, args.metric, args.group, alpha=args.alpha, seed=args.seed)
-    fit = optimum_fit(table, args.alpha)
-    if args.n_boot > 0:
-        fit.update(
-            bootstrap_exponent(
-                runs, args.key, args.group, args.metric, args.alpha, args.n_boot, args.seed
-            )
-        )
-    doc = {
-        "key": args.key,
-        "group": args.group,
-        "metric": args.metric,
-        "expected_exponent": args.expect,
-        "expected_within_ci": _within(args.expect, fit["exponent_low"], fit["exponent_high"]),
-        "expected_within_boot": _within(
-            args.expect, fit.get("boot_low", np.nan), fit.get("boot_high", np.nan)
-        ),
-        "fit": fit,
-    }
+    doc = fit_document(pd.read_parquet(args.runs), args.options)
     with atomic_path(args.json_out) as tmp:
         tmp.write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n")
+    key, group, fit = doc["key"], doc["group"], doc["fit"]
     if args.figure_out is not None:
         plot_scaling(
             fit["x"],
             fit["y"],
             fit,
             args.figure_out,
-            xlabel=args.group,
-            ylabel=f"best {args.key}",
-            expected_exponent=args.expect,
-            title=f"{args.key} with the lowest mean {args.metric} vs {args.group}",
+            xlabel=group,
+            ylabel=f"best {key}",
+            expected_exponent=doc["expected_exponent"],
+            title=f"{key} with the lowest mean {doc['metric']} vs {group}",
         )
     print(
-        f"best {args.key} ~ {args.group}^{fit['exponent']:.3f} "
+        f"best {key} ~ {group}^{fit['exponent']:.3f} "
         f"[{fit['exponent_low']:.3f}, {fit['exponent_high']:.3f}], n={fit['n']}"
     )
 

@@ -17,6 +17,7 @@ from scipy import optimize
 from scipy import special as spsp
 from scipy import stats as sps
 
+from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.files import atomic_path
 
 SUMMARY_COLUMNS = [
@@ -243,9 +244,17 @@ def n_for_power(effect: float, alpha: float = 0.05, target: float = POWER_TARGET
     """
     if not np.isfinite(effect) or effect == 0:
         return np.nan
-    n = np.arange(2, POWER_MAX_N + 1)
-    reached = np.flatnonzero(t_test_power(effect, n, alpha) >= target)
-    return float(n[reached[0]]) if len(reached) else float(POWER_MAX_N)
+    # The first n that reaches the target, searched in blocks of 4x growing size (2-7, 8-31,
+    # ...): the same n as one pass over 2..POWER_MAX_N, without computing the power of
+    # thousands of n past it.
+    start = 2
+    while start <= POWER_MAX_N:
+        n = np.arange(start, min(4 * start, POWER_MAX_N + 1))
+        reached = np.flatnonzero(t_test_power(effect, n, alpha) >= target)
+        if len(reached):
+            return float(n[reached[0]])
+        start = 4 * start
+    return float(POWER_MAX_N)
 
 
 def detectable_effect(
@@ -297,47 +306,63 @@ def compare(
     comparisons; with a single comparison that is the plain Welch p.
     """
     base = values(runs, metric, baseline)
-    base_mean = float(np.mean(base)) if len(base) else np.nan
     rows, ns = [], []
     for cond in conditions:
         if cond == baseline:
             continue
         x = values(runs, metric, cond)
         ns.append(len(x))
-        row: dict[str, object] = {"condition": cond, "baseline": baseline}
-        mean = float(np.mean(x)) if len(x) else np.nan
-        row["diff"] = mean - base_mean
-        row["diff_pct"] = 100.0 * (mean - base_mean) / base_mean if base_mean else np.nan
-        if len(x) >= 2 and len(base) >= 2:
-            student = sps.ttest_ind(x, base, equal_var=True)
-            welch = sps.ttest_ind(x, base, equal_var=False)
-            diff_ci = welch.confidence_interval(1 - alpha)  # Welch's interval of the difference
-            row.update(
-                diff_low=float(diff_ci.low),
-                diff_high=float(diff_ci.high),
-                student_t=float(student.statistic),
-                student_df=float(student.df),
-                student_p=float(student.pvalue),
-                welch_t=float(welch.statistic),
-                welch_df=float(welch.df),
-                welch_p=float(welch.pvalue),
-                mwu_p=float(sps.mannwhitneyu(x, base, alternative="two-sided").pvalue),
-            )
-            p_less = float(sps.ttest_ind(x, base, equal_var=False, alternative="less").pvalue)
-        else:
-            row.update({k: np.nan for k in COMPARE_COLUMNS[4:10]}, mwu_p=np.nan)
-            row.update(diff_low=np.nan, diff_high=np.nan)
-            p_less = np.nan
-        g, g_low, g_high = hedges_g(x, base, alpha)
-        row.update(hedges_g=g, g_low=g_low, g_high=g_high)
-        row["n_for_80pct_power"] = n_for_power(g, alpha)
-        row["record_verdict"] = record_verdict(row["diff"], p_less)
-        rows.append(row)
+        rows.append({"condition": cond, "baseline": baseline, **_comparison(x, base, alpha)})
     holm_p = holm([r["welch_p"] for r in rows])
     for row, p, n in zip(rows, holm_p, ns, strict=True):
         row["welch_p_holm"] = float(p)
         row["verdict"] = verdict(row["diff"], row["welch_p_holm"], n, len(base), alpha)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def _comparison(x: np.ndarray, base: np.ndarray, alpha: float) -> dict[str, object]:
+    """One condition's values against the baseline's: every column of `compare` but the Holm p
+    and the verdict (those need all of the study's comparisons)."""
+    base_mean = float(np.mean(base)) if len(base) else np.nan
+    mean = float(np.mean(x)) if len(x) else np.nan
+    diff = mean - base_mean
+    tests, p_less = _t_tests(x, base, alpha)
+    g, g_low, g_high = hedges_g(x, base, alpha)
+    return {
+        "diff": diff,
+        "diff_pct": 100.0 * (mean - base_mean) / base_mean if base_mean else np.nan,
+        **tests,
+        "hedges_g": g,
+        "g_low": g_low,
+        "g_high": g_high,
+        "n_for_80pct_power": n_for_power(g, alpha),
+        "record_verdict": record_verdict(diff, p_less),
+    }
+
+
+def _t_tests(x: np.ndarray, base: np.ndarray, alpha: float) -> tuple[dict[str, float], float]:
+    """Student and Welch t-tests, Welch's interval of the difference and Mann-Whitney U of x
+    against base (NaN when an arm has fewer than 2 values), and the one-sided Welch p (x < base)
+    that the record rule reads."""
+    if len(x) < 2 or len(base) < 2:
+        columns = (*COMPARE_COLUMNS[4:10], "mwu_p", "diff_low", "diff_high")
+        return dict.fromkeys(columns, np.nan), np.nan
+    student = sps.ttest_ind(x, base, equal_var=True)
+    welch = sps.ttest_ind(x, base, equal_var=False)
+    diff_ci = welch.confidence_interval(1 - alpha)
+    tests = {
+        "diff_low": float(diff_ci.low),
+        "diff_high": float(diff_ci.high),
+        "student_t": float(student.statistic),
+        "student_df": float(student.df),
+        "student_p": float(student.pvalue),
+        "welch_t": float(welch.statistic),
+        "welch_df": float(welch.df),
+        "welch_p": float(welch.pvalue),
+        "mwu_p": float(sps.mannwhitneyu(x, base, alternative="two-sided").pvalue),
+    }
+    p_less = float(sps.ttest_ind(x, base, equal_var=False, alternative="less").pvalue)
+    return tests, p_less
 
 
 def stats_table(
@@ -364,9 +389,9 @@ def excluded_runs(runs: pd.DataFrame, metrics: list[str]) -> list[dict]:
     out = []
     for r in runs.itertuples(index=False):
         row = r._asdict()
-        missing = [m for m in metrics if m in row and pd.isna(row[m])]
-        if row.get("diverged") or missing:
-            reason = "diverged" if row.get("diverged") else "no " + ", ".join(missing)
+        missing = [m for m in metrics if pd.isna(row[m])]
+        if row["diverged"] or missing:
+            reason = "diverged" if row["diverged"] else "no " + ", ".join(missing)
             out.append({"condition": row["condition"], "seed": int(row["seed"]), "reason": reason})
     return out
 
@@ -418,8 +443,13 @@ def write_stats(
     return table
 
 
-def split_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+OPTIONS = {
+    "metrics": REQUIRED,  # runs columns, primary first: ["q_val_bpb", "train_time_s"]
+    "baseline": REQUIRED,
+    "conditions": REQUIRED,  # in the report's order
+    "planned_seeds": REQUIRED,
+    "alpha": 0.05,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -427,29 +457,23 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m speedlab.analysis.stats",
         description="Summarize a study and test vs baseline.",
     )
+    add_options(p, OPTIONS, required=True)
     p.add_argument(
         "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
     )
-    p.add_argument(
-        "--metric", required=True, type=split_list,
-        help="runs columns to analyse, comma-separated, primary first: q_val_bpb,train_time_s",
-    )  # fmt: skip
-    p.add_argument("--baseline", required=True, help="condition the others are compared against")
-    p.add_argument("--conditions", required=True, type=split_list, help="comma-separated, ordered")
-    p.add_argument("--planned-seeds", required=True, type=int, help="seeds planned per condition")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     p.add_argument("--json", type=Path, help="also write the statistics as JSON")
     args = p.parse_args(argv)
+    o = args.options
     runs = pd.read_parquet(args.runs)
     write_stats(
         runs,
-        args.metric,
-        args.baseline,
-        args.conditions,
-        args.planned_seeds,
+        o["metrics"],
+        o["baseline"],
+        o["conditions"],
+        o["planned_seeds"],
         args.out,
-        args.alpha,
+        o["alpha"],
         args.json,
     )
 

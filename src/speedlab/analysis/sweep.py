@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from speedlab.analysis.figures import metric_label, save_figure, themed_colors
+from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.analysis.stats import BETTER, NO_DIFFERENCE, WORSE, summary_row, verdict
 from speedlab.files import atomic_path
 
@@ -106,8 +107,6 @@ def _same(a, b) -> bool:
 def default_value(runs: pd.DataFrame, key: str, group: str | None = None, group_value=None):
     """The swept key's value in the baseline runs (is_baseline), those of this group if it has
     any; None when there are no baseline runs. Baseline runs that disagree are an error."""
-    if "is_baseline" not in runs.columns:
-        return None
     base = runs[runs["is_baseline"].astype(bool)]
     if group is not None:
         mine = base[base[cfg_column(runs, group)] == group_value]
@@ -168,45 +167,55 @@ def sweep_table(
     data = cells(runs, key, metric, group)
     rng = np.random.default_rng(seed)
     rows = []
-    for g in dict.fromkeys(g for g, _ in data):
-        values = [v for gg, v in data if gg == g]
-        xs = [data[(g, v)][0] for v in values]
+    for g, values, xs in by_group(data):
         dflt = default if default is not None else default_value(runs, key, group, g)
-        base = next((x for v, x in zip(values, xs, strict=True) if _same(v, dflt)), None)
-        means = np.vstack([resampled_means(x, n_boot, rng) for x in xs])
+        means = group_resamples(xs, n_boot, rng)
         if np.isfinite(means).any():
             p_best = np.bincount(means.argmin(axis=0), minlength=len(values)) / n_boot
         else:
             p_best = np.full(len(values), np.nan)
-        mean = np.array([np.mean(x) if len(x) else np.nan for x in xs])
-        best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else -1
-        for i, (v, x) in enumerate(zip(values, xs, strict=True)):
-            is_default = dflt is not None and _same(v, dflt)
-            if dflt is None:
-                diff, p, words = np.nan, np.nan, NO_DEFAULT
-            else:
-                diff, p, words = _versus_default(x, base, is_default, alpha)
-            rows.append(
-                {
-                    "metric": metric,
-                    "key": key,
-                    "group_key": group,
-                    "group": g,
-                    "value": v,
-                    "n": len(x),
-                    "n_excluded": data[(g, v)][1],
-                    **summary_row(x, alpha),
-                    "p_best": float(p_best[i]),
-                    "is_best": i == best,
-                    "default": dflt,
-                    "is_default": is_default,
-                    "diff": diff,
-                    "welch_p": p,
-                    "verdict": words,
-                    "alpha": alpha,
-                }
-            )
+        common = {"metric": metric, "key": key, "group_key": group, "group": g, "alpha": alpha}
+        for row, v in zip(_value_rows(values, xs, dflt, p_best, alpha), values, strict=True):
+            rows.append({**common, **row, "n_excluded": data[(g, v)][1]})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def by_group(data: dict[tuple, tuple[np.ndarray, int]]):
+    """The `cells` of each group in turn: (group value, its swept values, their metric arrays)."""
+    for g in dict.fromkeys(g for g, _ in data):
+        values = [v for gg, v in data if gg == g]
+        yield g, values, [data[(g, v)][0] for v in values]
+
+
+def group_resamples(xs: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(values, n_boot) bootstrap means of each value's runs, drawn in order from `rng`."""
+    return np.vstack([resampled_means(x, n_boot, rng) for x in xs])
+
+
+def _value_rows(values: list, xs: list[np.ndarray], dflt, p_best: np.ndarray, alpha: float):
+    """One group's rows: each value's summary, whether it is best and default, and its test
+    against the default value."""
+    base = next((x for v, x in zip(values, xs, strict=True) if _same(v, dflt)), None)
+    mean = np.array([np.mean(x) if len(x) else np.nan for x in xs])
+    best = int(np.nanargmin(mean)) if np.isfinite(mean).any() else -1
+    for i, (v, x) in enumerate(zip(values, xs, strict=True)):
+        is_default = dflt is not None and _same(v, dflt)
+        if dflt is None:
+            diff, p, words = np.nan, np.nan, NO_DEFAULT
+        else:
+            diff, p, words = _versus_default(x, base, is_default, alpha)
+        yield {
+            "value": v,
+            "n": len(x),
+            **summary_row(x, alpha),
+            "p_best": float(p_best[i]),
+            "is_best": i == best,
+            "default": dflt,
+            "is_default": is_default,
+            "diff": diff,
+            "welch_p": p,
+            "verdict": words,
+        }
 
 
 def _label(v) -> str:
@@ -228,7 +237,7 @@ def plot_sweep(
     error bars, each counted seed as a ring (if `runs` is given), the lowest mean as a
     star, the default as a dotted vertical line, and the number of excluded runs along the
     bottom. Log x axis when the values span a decade (symlog if 0 is among them)."""
-    table = table[table["metric"] == metric] if "metric" in table else table
+    table = table[table["metric"] == metric]
     if not (table["n"] > 0).any():
         raise ValueError(f"no runs that count for metric {metric!r} in the sweep table")
     try:
@@ -237,49 +246,16 @@ def plot_sweep(
         raise ValueError(f"plot_sweep needs numeric values of {key}") from e
     group_key = table["group_key"].iloc[0]
     grouped = not pd.isna(group_key)
-    alpha = float(table["alpha"].iloc[0])
     groups = table["group"].drop_duplicates().tolist()
-
     log = log_axis(x_all)
-    positive = x_all[x_all > 0]
-
-    def dodge(x, i: int):
-        """Groups side by side (0.8% of the axis apart) so their bars do not hide each other."""
-        k = 0.008 * (i - (len(groups) - 1) / 2)
-        if log:
-            return np.asarray(x, dtype=float) * (positive.max() / positive.min()) ** k
-        return np.asarray(x, dtype=float) + k * (x_all.max() - x_all.min())
+    dodge = _dodge(x_all, log, len(groups))
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = themed_colors(len(groups))
     seeds_at = {} if runs is None else cells(runs, key, metric, group_key if grouped else None)
-    for i, (g, color) in enumerate(zip(groups, colors, strict=True)):
+    for i, (g, color) in enumerate(zip(groups, themed_colors(len(groups)), strict=True)):
         rows = table[table["group"].isna() if pd.isna(g) else table["group"] == g]
-        rows = rows[rows["n"] > 0]
-        mean = rows["mean"].to_numpy(dtype=float)
-        err = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
         label = f"{group_key} = {_label(g)}" if grouped else "mean over seeds"
-        best = rows[rows["is_best"].astype(bool)]
-        if len(best):
-            b = best.iloc[0]
-            label += f"  (best {_label(b['value'])}, p_best {b['p_best']:.2f})"
-        ax.errorbar(
-            dodge(rows["value"], i),
-            mean,
-            yerr=np.nan_to_num(err),  # n < 2: no interval, just the point
-            fmt="-o",
-            color=color,
-            capsize=4,
-            linewidth=2,
-            markersize=5,
-            label=label,
-            zorder=3,
-        )
-        if len(best):
-            ax.scatter(
-                dodge([b["value"]], i), [b["mean"]], marker="*", s=300, color=color,
-                edgecolor="black", linewidth=1, zorder=5,
-            )  # fmt: skip
+        _draw_means(ax, rows[rows["n"] > 0], lambda x, i=i: dodge(x, i), color, label)
         for (cg, v), (seeds, _) in seeds_at.items():
             if (cg == g or not grouped) and len(seeds):
                 ax.scatter(
@@ -289,7 +265,61 @@ def plot_sweep(
     for j, d in enumerate(pd.unique(table["default"].dropna())):
         label = f"default {key} = {_label(d)}" if j == 0 else None
         ax.axvline(float(d), linestyle=":", color="0.3", label=label)
-    # Values whose runs were all excluded have no point; keep them on the axis, with their count.
+    _mark_excluded(ax, table, x_all)
+    _label_sweep_axes(ax, x_all, log, key, metric, title, group_key if grouped else None)
+    ci = f"{100 * (1 - float(table['alpha'].iloc[0])):.0f}%"
+    footnote = (
+        f"bars: mean with {ci} t-interval over seeds; rings: seeds (diverged excluded); "
+        "★: lowest mean (lower is better)\n"
+        "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean"
+    )
+    return save_figure(fig, out_png, footnote=footnote)
+
+
+def _dodge(x_all: pd.Series, log: bool, n_groups: int):
+    """dodge(x, i): group i's x positions, the groups side by side (0.8% of the axis apart) so
+    their bars do not hide each other."""
+    positive = x_all[x_all > 0]
+
+    def dodge(x, i: int):
+        k = 0.008 * (i - (n_groups - 1) / 2)
+        if log:
+            return np.asarray(x, dtype=float) * (positive.max() / positive.min()) ** k
+        return np.asarray(x, dtype=float) + k * (x_all.max() - x_all.min())
+
+    return dodge
+
+
+def _draw_means(ax, rows: pd.DataFrame, dodge, color, label: str) -> None:
+    """One group's means with their t-intervals, its best value starred (and in the label)."""
+    mean = rows["mean"].to_numpy(dtype=float)
+    err = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
+    best = rows[rows["is_best"].astype(bool)]
+    if len(best):
+        b = best.iloc[0]
+        label += f"  (best {_label(b['value'])}, p_best {b['p_best']:.2f})"
+    ax.errorbar(
+        dodge(rows["value"]),
+        mean,
+        yerr=np.nan_to_num(err),  # n < 2: no interval, just the point
+        fmt="-o",
+        color=color,
+        capsize=4,
+        linewidth=2,
+        markersize=5,
+        label=label,
+        zorder=3,
+    )
+    if len(best):
+        ax.scatter(
+            dodge([b["value"]]), [b["mean"]], marker="*", s=300, color=color,
+            edgecolor="black", linewidth=1, zorder=5,
+        )  # fmt: skip
+
+
+def _mark_excluded(ax, table: pd.DataFrame, x_all: pd.Series) -> None:
+    """Values whose runs were all excluded have no point; keep them on the axis, and write each
+    value's count of excluded runs along the bottom."""
     ax.update_datalim(np.column_stack([x_all, np.full(len(x_all), np.nanmin(table["mean"]))]))
     ax.autoscale_view()
     per_value = table.groupby("value")[["n_excluded", "n"]].sum()
@@ -304,30 +334,31 @@ def plot_sweep(
             fontsize=7,
             color="0.35",
         )
+
+
+def _label_sweep_axes(ax, x_all, log: bool, key: str, metric: str, title, group_key) -> None:
+    """x scale (log, or symlog when 0 is swept too), axis labels, title and legend."""
     if log and (x_all <= 0).any():
-        ax.set_xscale("symlog", linthresh=float(positive.min()))
+        ax.set_xscale("symlog", linthresh=float(x_all[x_all > 0].min()))
     elif log:
         ax.set_xscale("log")
     ax.set_xlabel(f"{key}" + (" (log scale)" if log else ""))
     ax.set_ylabel(metric_label(metric))
-    where = f" at each {group_key}" if grouped else ""
+    where = f" at each {group_key}" if group_key is not None else ""
     ax.set_title(title or f"{metric_label(metric)} vs {key}{where}")
     ax.legend(fontsize=9, title_fontsize=9, loc="best")
-    ci = f"{100 * (1 - alpha):.0f}%"
-    footnote = (
-        f"bars: mean with {ci} t-interval over seeds; rings: seeds (diverged excluded); "
-        "★: lowest mean (lower is better)\n"
-        "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean"
-    )
-    return save_figure(fig, out_png, footnote=footnote)
 
 
-def parse_value(text: str):
-    """A command-line value: a number when it reads as one, else the text."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
+OPTIONS = {
+    "key": REQUIRED,  # the swept config key, e.g. optim.matrix_lr
+    "metric": REQUIRED,  # runs column, lower is better
+    "group": None,  # sweep separately at each value of this key, e.g. model.d_model
+    "default": None,  # the key's default value (None: the baseline runs')
+    "conditions": None,  # only these conditions form the sweep (None: all)
+    "alpha": 0.05,
+    "n_boot": 10_000,  # bootstrap resamples for p_best
+    "seed": 0,  # bootstrap seed
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,35 +366,28 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m speedlab.analysis.sweep",
         description="Metric per value of a swept config key.",
     )
+    add_options(p, OPTIONS, required=True)
     p.add_argument(
         "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
     )
-    p.add_argument("--key", required=True, help="swept config key, e.g. optim.matrix_lr")
-    p.add_argument("--metric", required=True, help="runs column, lower is better: q_val_bpb")
-    p.add_argument("--group", help="sweep separately at each value of this key: model.d_model")
-    p.add_argument(
-        "--default", type=parse_value, help="default value of --key (else: the baseline runs')"
-    )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples for p_best")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--conditions", help="comma-separated: only these conditions form the sweep")
     p.add_argument("--table-out", required=True, type=Path, help="output CSV")
     p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
     args = p.parse_args(argv)
+    o = args.options
+    key, group = o["key"], o["group"]
     runs = pd.read_parquet(args.runs)
-    if args.conditions:
-        runs = runs[runs["condition"].isin(args.conditions.split(","))]
-    table = sweep_table(
-        runs, args.key, args.metric, args.group, args.default, args.alpha, args.n_boot, args.seed
-    )
+    if o["conditions"]:
+        runs = runs[runs["condition"].isin(o["conditions"])]
+    # A number, as the schema has it (an integer default compares and prints as its float).
+    default = None if o["default"] is None else float(o["default"])
+    table = sweep_table(runs, key, o["metric"], group, default, o["alpha"], o["n_boot"], o["seed"])
     with atomic_path(args.table_out) as tmp:
         table.to_csv(tmp, index=False)
     if args.figure_out is not None:
-        plot_sweep(table, args.key, args.metric, args.figure_out, runs=runs)
+        plot_sweep(table, key, o["metric"], args.figure_out, runs=runs)
     for r in table[table["is_best"]].itertuples():
-        where = f"{args.group}={_label(r.group)}: " if args.group else ""
-        print(f"{where}best {args.key}={_label(r.value)} (mean {r.mean:.5g}, n={r.n}): {r.verdict}")
+        where = f"{group}={_label(r.group)}: " if group else ""
+        print(f"{where}best {key}={_label(r.value)} (mean {r.mean:.5g}, n={r.n}): {r.verdict}")
 
 
 if __name__ == "__main__":

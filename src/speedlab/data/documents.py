@@ -90,43 +90,47 @@ def corpus_params(data: dict) -> dict:
     workflow passes to prepare_corpus, so that studies differing only in their pretokenized
     shards (or in hub settings they do not read) share one corpus and never retrain."""
     keep = {k: v for k, v in data.items() if k != "pretokenized"}
-    if data.get("source") == "local":  # the hub and its fallback are never read
-        keep.pop("hf", None)
+    if data["source"] == "local":  # the hub and its fallback are never read
+        keep.pop("hf")
         keep.pop("offline_fallback", None)
     else:
         keep.pop("local", None)
     return keep
 
 
-def open_source(data: dict) -> tuple[Iterator[str], dict]:
-    """The document stream the config asks for, and a record of where it really came from."""
-    column = data.get("text_column", "text")
-    if data["source"] == "local":
-        files = local_files(data.get("local"))
-        return iter_local_texts(files, column), {"source": "local", "files": files}
-
+def _hub_texts(data: dict, hf: dict) -> Iterator[str]:
     from speedlab.data import hub  # the hub client is only imported when it is needed
 
-    hf = {"repo": "HuggingFaceFW/fineweb", "name": "sample-10BT", "revision": "main"}
-    hf.update(data.get("hf") or {})
-    cache_dir = hf.pop("cache_dir", None)  # where bytes are kept, not what the documents are
+    cache_dir = data["hf"]["cache_dir"]  # where bytes are kept, not what the documents are
+    return hub.iter_hub_texts(
+        hf["repo"],
+        hf["name"],
+        data["max_docs"],
+        text_column=data["text_column"],
+        revision=hf["revision"],
+        cache_dir=os.path.expanduser(cache_dir) if cache_dir else None,
+    )
+
+
+def open_source(data: dict) -> tuple[Iterator[str], dict]:
+    """The document stream the config asks for, and a record of where it really came from."""
+    column = data["text_column"]
+    if data["source"] == "local":
+        files = local_files(data.get("local"))  # optional: no default to read
+        return iter_local_texts(files, column), {"source": "local", "files": files}
+
+    from speedlab.data import hub
+
+    hf = {k: data["hf"][k] for k in ("repo", "name", "revision")}
     if hub.hub_reachable():
-        texts = hub.iter_hub_texts(
-            hf["repo"],
-            hf["name"],
-            data["max_docs"],
-            text_column=column,
-            revision=hf["revision"],
-            cache_dir=os.path.expanduser(cache_dir) if cache_dir else None,
-        )
-        return texts, {"source": "hf", **hf}
+        return _hub_texts(data, hf), {"source": "hf", **hf}
     endpoint = hub.hub_endpoint()
     if not data.get("offline_fallback"):
         raise hub.HubUnreachable(
-            f"data.source is 'hf' but the hub at {endpoint} cannot be reached and "
-            "data.offline_fallback is not set. Run with network, or use local files: "
-            "make run DATA='../shared/data/fineweb/*.jsonl' "
-            "(or --config data='{source: local, local: \"<glob>\"}')"
+            f"data.source is 'hf' but the hub at {endpoint} cannot be reached to read "
+            f"{hf['repo']} ({hf['name']}), and data.offline_fallback is not set. Run with "
+            "network, set data.offline_fallback to local copies (as config/config.yaml does), "
+            "or read local files: make run DATA='../shared/data/fineweb/*.jsonl'"
         )
     files = local_files(data["offline_fallback"])
     log.warning(
@@ -176,6 +180,19 @@ def prepare_corpus(data: dict, train_out: Path, val_out: Path, source_out: Path)
     return record
 
 
+def _failure(data: dict, err: Exception, hub_failed: bool) -> str:
+    """One line for a failed read; a hub failure also names the dataset and the fallback."""
+    message = err.args[0] if isinstance(err, KeyError) else str(err)
+    if hub_failed and data["source"] == "hf" and data["hf"]["repo"] not in message:
+        fallback = data.get("offline_fallback")
+        note = f"is read only when the hub does not answer at all: {fallback}"
+        message += (
+            f" (dataset {data['hf']['repo']}; data.offline_fallback "
+            f"{note if fallback else 'is not set'})"
+        )
+    return f"prepare_corpus: {message}"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True, help="the config's `data` mapping as JSON")
@@ -184,7 +201,14 @@ def main(argv=None) -> None:
     p.add_argument("--source", required=True, type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    record = prepare_corpus(json.loads(args.data), args.train, args.val, args.source)
+    data = json.loads(args.data)
+    from speedlab.data.hub import HubUnreachable
+
+    try:
+        record = prepare_corpus(data, args.train, args.val, args.source)
+    except (HubUnreachable, OSError, ValueError, KeyError) as err:  # the hub's, or bad input
+        hub_failed = isinstance(err, (HubUnreachable, ConnectionError))
+        raise SystemExit(_failure(data, err, hub_failed)) from None
     log.info(
         "wrote %d train / %d val documents (%s)",
         record["n_train"],

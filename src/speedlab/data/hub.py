@@ -42,10 +42,11 @@ class HubUnreachable(RuntimeError):
     """The hub did not answer at all (DNS failure, connection refused, timeout)."""
 
 
-def _unreachable(endpoint: str, cause: BaseException) -> HubUnreachable:
+def _unreachable(endpoint: str, repo: str, cause: BaseException) -> HubUnreachable:
     return HubUnreachable(
-        f"cannot reach the Hugging Face hub at {endpoint} ({cause}). Run with network access, "
-        "or read local files instead: set `data.source: local` with `data.local: <glob>`."
+        f"cannot reach the Hugging Face hub at {endpoint} to read dataset {repo} ({cause}). "
+        "Run with network access, or read local files instead: set `data.source: local` with "
+        "`data.local: <glob>`."
     )
 
 
@@ -114,7 +115,7 @@ def _data_files(
     except FileNotFoundError as err:
         raise FileNotFoundError(f"dataset {repo!r}@{revision} on {endpoint}: {err}") from err
     except (httpx2.ConnectError, httpx2.TimeoutException) as err:
-        raise _unreachable(endpoint, err) from err
+        raise _unreachable(endpoint, repo, err) from err
     return sorted(p[len(root) + 1 :] for p in paths if p.endswith(".parquet"))
 
 
@@ -224,7 +225,7 @@ def _resolve_commit(endpoint: str, repo: str, revision: str) -> str:
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise FileNotFoundError(f"dataset {repo!r}@{revision} on {endpoint}: {err}") from err
     except (httpx2.ConnectError, httpx2.TimeoutException) as err:
-        raise _unreachable(endpoint, err) from err
+        raise _unreachable(endpoint, repo, err) from err
     return sha or revision
 
 
@@ -232,6 +233,21 @@ def _transient(err: BaseException) -> bool:
     if isinstance(err, HfHubHTTPError):
         return err.response.status_code in (408, 429, 500, 502, 503, 504)
     return isinstance(err, httpx2.TransportError)  # refused, reset, cut short, timed out
+
+
+def _retry_or_raise(
+    err: Exception, failures: int, retries: int, endpoint: str, repo: str, path: str
+) -> None:
+    """Return when a read that failed `failures` times in a row may be retried; else raise."""
+    if not _transient(err):
+        raise err
+    if failures > retries:
+        if isinstance(err, (httpx2.ConnectError, httpx2.TimeoutException)):
+            raise _unreachable(endpoint, repo, err) from err
+        raise ConnectionError(
+            f"reading {path} of dataset {repo!r} from {endpoint} failed {failures} times in a "
+            f"row; last error: {err!r}"
+        ) from err
 
 
 def iter_hub_texts(
@@ -273,14 +289,6 @@ def iter_hub_texts(
         except (FileNotFoundError, EntryNotFoundError, RepositoryNotFoundError) as err:
             raise FileNotFoundError(f"dataset {repo!r}: {files[index]} not found ({err})") from err
         except Exception as err:
-            if not _transient(err):
-                raise
             failures += 1
-            if failures > retries:
-                if isinstance(err, (httpx2.ConnectError, httpx2.TimeoutException)):
-                    raise _unreachable(endpoint, err) from err
-                raise ConnectionError(
-                    f"reading {files[index]} of dataset {repo!r} from {endpoint} failed "
-                    f"{failures} times in a row; last error: {err!r}"
-                ) from err
+            _retry_or_raise(err, failures, retries, endpoint, repo, files[index])
             time.sleep(backoff * 2 ** (failures - 1))

@@ -41,6 +41,11 @@ from speedlab.data.token_bytes import byte_level_table, token_byte_table
 from speedlab.files import atomic_path
 
 log = logging.getLogger("speedlab.data.pretokenized")
+NO_FALLBACK = (
+    "Official shards have no offline fallback: run with network access, or read documents "
+    "instead (data.source hf or local; a catalogue study at --config scale=smoke reads the "
+    "quickstart's, with its offline fallback)"
+)
 
 
 @dataclass(frozen=True)
@@ -190,19 +195,10 @@ def _select(spec: Preset, sha: str, files: list[str], train_shards: int) -> dict
     return {"val": val, "train": train[:train_shards]}
 
 
-def fetch_pretokenized(
-    preset: str, train_shards: int, out_dir: Path, revision: str = "main"
-) -> dict:
-    """Download all val shards and the first `train_shards` train shards of a preset into out_dir.
-
-    Returns what was written: the repo, the commit it came from, shard names and token counts
-    per split, and the tokenizer and token_bytes.npy paths (None where the preset has none).
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    if train_shards < 0:
-        raise ValueError(f"train_shards must be >= 0, got {train_shards}")
-    spec, endpoint, out_dir = PRESETS[preset], hub_endpoint(), Path(out_dir)
+def _fetch_shards(
+    spec: Preset, preset: str, train_shards: int, revision: str, endpoint: str, out_dir: Path
+) -> tuple[str, dict[str, list[str]], dict[str, list[int]]]:
+    """Place the val shards and the first train shards in out_dir: (commit, paths, tokens)."""
     with _hub_errors(spec.repo, f"dataset repo (preset {preset!r})", revision, endpoint):
         api = HfApi(endpoint=endpoint)
         # Pin the commit once, so every file comes from the same one even if `main` moves.
@@ -219,10 +215,11 @@ def fetch_pretokenized(
                 # Checked in the HF cache, so a bad shard never appears under its final name.
                 counts[split].append(_check_shard(cached, path, spec))
                 _place(cached, out_dir / Path(path).name)
-    tokenizer_source = _fetch_tokenizer(spec, preset, sha, endpoint, out_dir)
+    return sha, splits, counts
 
-    model = out_dir / spec.name
-    table = byte_table(preset, model)
+
+def _write_token_bytes(spec: Preset, preset: str, tokenizer_source: str, out_dir: Path) -> Path:
+    table = byte_table(preset, out_dir / spec.name)
     if table.shape[1] != spec.vocab_size:
         raise ValueError(
             f"{tokenizer_source}: {spec.tokenizer} has {table.shape[1]} tokens, "
@@ -230,9 +227,11 @@ def fetch_pretokenized(
         )
     token_bytes = out_dir / "token_bytes.npy"
     _save_npy(token_bytes, table)
+    return token_bytes
 
-    names = {split: [Path(p).name for p in paths] for split, paths in splits.items()}
-    for split in splits:
+
+def _write_manifests(out_dir: Path, names: dict, counts: dict, **extra) -> None:
+    for split in names:
         for stale in out_dir.glob(f"fineweb_{split}_*.bin"):
             if stale.name not in names[split]:  # left by an earlier fetch of more shards
                 stale.unlink()
@@ -240,14 +239,33 @@ def fetch_pretokenized(
             out_dir / f"fineweb_{split}.json",
             [Path(n) for n in names[split]],
             counts[split],
-            source=spec.repo,
-            preset=preset,
-            revision=sha,
-            tokenizer=model.name,
-            tokenizer_source=tokenizer_source,
-            bos_id=spec.bos_id,
-            vocab_size=spec.vocab_size,
+            **extra,
         )
+
+
+def fetch_pretokenized(
+    preset: str, train_shards: int, out_dir: Path, revision: str = "main"
+) -> dict:
+    """Download all val shards and the first `train_shards` train shards of a preset into out_dir.
+
+    Returns what was written: the repo, the commit it came from, shard names and token counts
+    per split, and the tokenizer and token_bytes.npy paths (None where the preset has none).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    if train_shards < 0:
+        raise ValueError(f"train_shards must be >= 0, got {train_shards}")
+    spec, endpoint, out_dir = PRESETS[preset], hub_endpoint(), Path(out_dir)
+    sha, splits, counts = _fetch_shards(spec, preset, train_shards, revision, endpoint, out_dir)
+    tokenizer_source = _fetch_tokenizer(spec, preset, sha, endpoint, out_dir)
+    token_bytes = _write_token_bytes(spec, preset, tokenizer_source, out_dir)
+    model = out_dir / spec.name
+    names = {split: [Path(p).name for p in paths] for split, paths in splits.items()}
+    _write_manifests(
+        out_dir, names, counts, source=spec.repo, preset=preset, revision=sha,
+        tokenizer=model.name, tokenizer_source=tokenizer_source, bos_id=spec.bos_id,
+        vocab_size=spec.vocab_size,
+    )  # fmt: skip
     return {
         "preset": preset,
         "repo": spec.repo,
@@ -268,7 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--revision", default="main", help="branch, tag or commit of the dataset repo")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = fetch_pretokenized(args.preset, args.train_shards, args.out_dir, args.revision)
+    try:
+        result = fetch_pretokenized(args.preset, args.train_shards, args.out_dir, args.revision)
+    except HubUnreachable as err:
+        raise SystemExit(f"fetch_pretokenized: {err}. {NO_FALLBACK}") from None
+    except (OSError, ValueError) as err:  # a missing repo, revision or file; a bad shard
+        raise SystemExit(f"fetch_pretokenized: {err}") from None
     log.info("wrote %s: %s", args.out_dir, json.dumps(result))
 
 

@@ -202,11 +202,8 @@ def inspect_shard(path: str | Path, vocab: int | None = None, bos_id: int = 1) -
     return info, problems
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m speedlab.data.shards",
-        description="Inspect or verify token shards.",
-    )
+def main(argv=None, prog: str = "python -m speedlab.data.shards") -> None:
+    p = argparse.ArgumentParser(prog=prog, description="Inspect or verify token shards.")
     p.add_argument("mode", choices=["info", "check"])
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--vocab", type=int, help="vocabulary size: every id must be below it")

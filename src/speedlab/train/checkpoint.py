@@ -1,9 +1,14 @@
-"""Preemption-safe training: periodic checkpoints, and SIGTERM/SIGUSR1 saving before exit.
+"""Preemption-safe training: periodic checkpoints, and SIGTERM/SIGUSR1/SIGINT saving before exit.
 
 SLURM sends SIGTERM (or the --signal of the job, often SIGUSR1) some time before it kills or
-requeues a job. The handler only raises a flag; the training loop saves at the end of the current
-step and exits with PREEMPTED_EXIT, and the next start of the same run resumes from the file.
-A checkpoint written for another config or seed is never resumed.
+requeues a job; Ctrl-C sends SIGINT. The handler only raises a flag; the training loop saves at
+the end of the current step and exits with PREEMPTED_EXIT, and the next start of the same run
+resumes from the file. A checkpoint written for another config or seed is never resumed.
+
+Under torchrun, Ctrl-C reaches the agent, which forwards the same signal to every worker (each
+runs in its own session) and kills those still running 30 s later. The ranks get it at slightly
+different moments, so they agree on stopping after the same step (World.any); rank 0 writes the
+checkpoint and the others wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -19,12 +24,17 @@ PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a job killed by SIGTERM reports anyw
 
 
 class StopFlag:
-    """Set by SIGTERM / SIGUSR1; checked by the training loop between steps."""
+    """Set by SIGTERM / SIGUSR1 / SIGINT; checked by the training loop between steps.
+
+    A SIGINT that the process was started ignoring (a background job of a non-interactive
+    shell) stays ignored.
+    """
 
     def __init__(self):
         self.signal: int | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+            if sig != signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
@@ -44,7 +54,7 @@ def load(path: Path | None, identity: dict) -> dict | None:
     if path is None or not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("identity") != identity:
+    if state["identity"] != identity:
         print(f"ignoring {path}: written for another config or seed", flush=True)
         return None
     return state

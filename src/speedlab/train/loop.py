@@ -3,6 +3,12 @@
 Deterministic on the CPU for a given config and seed: the seed fixes the initialisation and, with
 train.data_order=seeded, which sequences are read; validation is always the same token prefix.
 Training time excludes validation, as parameter-golf counts it.
+
+train() is four steps: set_up (processes, data, model, optimizers), resume (a checkpoint of this
+run, else validation at step 0), train_loop (the loop, on one screen: schedule, forward/backward,
+optimizer steps, then logging, validation and checkpoints as small calls) and write_outputs.
+What differs between model kinds or optimizers stays behind their own interfaces: the model's
+after_step() (nGPT renormalizes), the parameter groups' schedule targets (Muon's momentum).
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ import math
 import os
 import platform
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.config import config_hash
@@ -133,6 +142,74 @@ def _write_json(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+@dataclass
+class Run:
+    """What one training run is made of, built once by set_up."""
+
+    cfg: dict
+    seed: int
+    world: distributed.World
+    model: nn.Module  # the plain module: validation, checkpoints, after_step
+    ddp: nn.Module  # DDP around it with several processes, else the model itself
+    step_model: nn.Module  # what the loop calls: ddp, torch.compile'd when train.compile
+    optimizers: list
+    batches: Batches
+    val_tokens: np.ndarray
+    byte_table: np.ndarray
+    vocab_size: int
+    split: tuple[int, int, int]  # sequences per rank, accumulation steps, micro-batch size
+    log: Metrics
+    ckpt_path: Path | None
+    identity: dict
+    stop: StopFlag
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg["train"]["batch_seqs"] * self.cfg["train"]["seq_len"]
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def say(self, text: str) -> None:
+        if self.world.main:
+            print(text, flush=True)
+
+
+@dataclass
+class Progress:
+    """Where the run stands: what a checkpoint restores and the summary reports."""
+
+    step: int = 0
+    train_time: float = 0.0
+    last_val: dict | None = None
+    train_loss: float = float("nan")
+    diverged: bool = False
+    resumed_from: int | None = None
+
+
+class Metrics:
+    """metrics.jsonl, one row per step and per validation; rank 0 writes, every rank keeps them
+    (a checkpoint carries the rows so that a resumed run's file is whole)."""
+
+    def __init__(self, path: Path | None):
+        self.rows: list[dict] = []
+        self.file = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "w")  # noqa: SIM115 - written through the loop
+
+    def record(self, **row) -> None:
+        self.rows.append(row)
+        if self.file:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
 def train(
     cfg: dict,
     seed: int,
@@ -143,202 +220,262 @@ def train(
     meta: dict,
     checkpoint_dir: Path | None = None,
 ) -> dict:
-    mcfg, ocfg, tcfg = cfg["model"], cfg["optim"], cfg["train"]
+    """Train one (config, seed) and write its outputs; returns the summary (on rank 0, else {}).
+
+    A signal (SIGTERM, SIGUSR1, SIGINT) checkpoints and exits with PREEMPTED_EXIT; the next call
+    with the same checkpoint_dir resumes there and ends with the same numbers.
+    """
+    out_dir = Path(out_dir)
+    run = set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkpoint_dir)
+    progress = train_loop(run, resume(run))
+    summary = {}
+    if run.world.main:  # rank 0 alone writes the outputs
+        inputs = {"train": train_manifest, "val": val_manifest, "token_bytes": token_bytes}
+        summary = write_outputs(run, progress, meta, out_dir, inputs)
+    run.world.barrier()  # the others wait for them, then all leave together (a gloo peer
+    distributed.teardown(run.world)  # exiting early can abort the other)
+    return summary
+
+
+def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkpoint_dir) -> Run:
+    """Processes, seed, data, model and optimizers, the metrics file and the signal flag."""
+    mcfg, tcfg = cfg["model"], cfg["train"]
     world = distributed.setup(device_of(tcfg["device"]))
-    device = world.device
     torch.manual_seed(seed)
-    if device.type == "cpu":
+    if world.device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     train_tokens = load_split(train_manifest)
     val_tokens = val_slice(load_split(val_manifest), tcfg["val_tokens"])
     table = np.load(token_bytes)
-    vocab_size = padded_vocab(table.shape[1], mcfg.get("vocab_size"))
-    model = build_model(mcfg, vocab_size).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    optimizers = build_optimizers(model, ocfg)
-    renormalize = None
-    if mcfg.get("kind") == "ngpt":
-        from speedlab.train.models.ngpt import normalize_weights as renormalize
+    vocab_size = padded_vocab(table.shape[1], mcfg["vocab_size"])
+    model = build_model(mcfg, vocab_size).to(world.device)
+    optimizers = build_optimizers(model, cfg["optim"])
     # The global batch is fixed by the config; the GPU count only changes how it is split into
     # per-rank micro-batches and accumulation steps, so results do not depend on the world size.
-    per_rank, accum, micro = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)
-    ddp = (
-        DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if (world.size > 1)
-        else model
+    split = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)
+    ddp = model
+    if world.size > 1:
+        ddp = DDP(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    run = Run(
+        cfg=cfg,
+        seed=seed,
+        world=world,
+        model=model,
+        ddp=ddp,
+        step_model=torch.compile(ddp) if tcfg["compile"] else ddp,
+        optimizers=optimizers,
+        batches=Batches(
+            train_tokens, tcfg["batch_seqs"], tcfg["seq_len"], tcfg["data_order"], seed
+        ),
+        val_tokens=val_tokens,
+        byte_table=table,
+        vocab_size=vocab_size,
+        split=split,
+        log=Metrics(out_dir / "metrics.jsonl" if world.main else None),
+        ckpt_path=Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None,
+        identity={"config_hash": config_hash(cfg), "seed": seed},
+        stop=StopFlag(),
     )
-    train_model = torch.compile(ddp) if tcfg["compile"] else ddp
-    batches = Batches(train_tokens, tcfg["batch_seqs"], tcfg["seq_len"], tcfg["data_order"], seed)
-    steps, tokens_per_step = tcfg["steps"], tcfg["batch_seqs"] * tcfg["seq_len"]
+    say_plan(run, len(train_tokens))
+    return run
+
+
+def say_plan(run: Run, n_train_tokens: int) -> None:
+    tcfg, (_, accum, micro) = run.cfg["train"], run.split
     wallclock = tcfg["max_wallclock_s"]
-
-    def say(text: str) -> None:
-        if world.main:
-            print(text, flush=True)
-
-    say(
-        f"model {n_params:,} params on {device} x {world.size}; {steps} steps x "
-        f"{tokens_per_step:,} tokens ({accum} micro-batch(es) of {micro} seqs per rank)"
+    run.say(
+        f"model {run.n_params:,} params on {run.world.device} x {run.world.size}; "
+        f"{tcfg['steps']} steps x {run.tokens_per_step:,} tokens ({accum} micro-batch(es) of "
+        f"{micro} seqs per rank)"
         + (f" or {wallclock:g}s of training" if wallclock else "")
-        + f"; train split {len(train_tokens):,} tokens, val {len(val_tokens) - 1:,} tokens"
+        + f"; train split {n_train_tokens:,} tokens, val {len(run.val_tokens) - 1:,} tokens"
     )
 
-    identity = {"config_hash": config_hash(cfg), "seed": seed}
-    ckpt_path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    stop = StopFlag()
-    rows: list[dict] = []
-    if world.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metrics = open(out_dir / "metrics.jsonl", "w")  # noqa: SIM115 - written through the loop
 
-    def record(**row) -> None:
-        rows.append(row)
-        if world.main:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+def resume(run: Run) -> Progress:
+    """Progress from this run's checkpoint if there is one, else step 0 (validated)."""
+    state = checkpoint.load(run.ckpt_path, run.identity)
+    if state is None:
+        return Progress(last_val=validate(run, 0, 0.0))
+    run.model.load_state_dict(state["model"])
+    for opt, opt_state in zip(run.optimizers, state["optimizers"], strict=True):
+        opt.load_state_dict(opt_state)
+    checkpoint.set_rng_state(state["rng"], run.world.device)
+    run.batches.rng.bit_generator.state = state["data_rng"]
+    for row in state["rows"]:
+        run.log.record(**row)
+    step, train_time = state["step"], state["train_time"]
+    run.say(f"resumed from {run.ckpt_path} at step {step} ({train_time:.1f}s trained)")
+    return Progress(step, train_time, state["last_val"], resumed_from=step)
 
-    def validate(step: int, train_time: float) -> dict | None:
-        # Rank 0 validates the plain module (no collectives); the others wait for it.
-        v = None
-        if world.main:
-            v = evaluate(model, val_tokens, table, tcfg["seq_len"], tcfg["batch_seqs"])
-            record(step=step, tokens=step * tokens_per_step, time_s=train_time, **v)
-            say(f"step {step}/{steps} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}")
-        world.barrier()
-        return v
 
-    def save_checkpoint(step: int, train_time: float, last_val: dict) -> None:
-        if not world.main:
-            world.barrier()
-            return
-        checkpoint.save(
-            ckpt_path,
-            {
-                "identity": identity,
-                "step": step,
-                "train_time": train_time,
-                "last_val": last_val,
-                "rows": rows,
-                "model": model.state_dict(),
-                "optimizers": [opt.state_dict() for opt in optimizers],
-                "rng": checkpoint.rng_state(device),
-                "data_rng": batches.rng.bit_generator.state,
-            },
-        )
-        world.barrier()
-
-    resumed = checkpoint.load(ckpt_path, identity)
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        for opt, state in zip(optimizers, resumed["optimizers"], strict=True):
-            opt.load_state_dict(state)
-        checkpoint.set_rng_state(resumed["rng"], device)
-        batches.rng.bit_generator.state = resumed["data_rng"]
-        for row in resumed["rows"]:
-            record(**row)
-        start, train_time, last_val = resumed["step"], resumed["train_time"], resumed["last_val"]
-        say(f"resumed from {ckpt_path} at step {start} ({train_time:.1f}s trained)")
-    else:
-        start, train_time, last_val = 0, 0.0, validate(0, 0.0)
-
-    diverged, step, loss_value = False, start, float("nan")
-    matrix_groups = optimizers[-1].param_groups  # one per layer; Muon's carry a momentum
-    for step in range(start + 1, steps + 1):
+def train_loop(run: Run, p: Progress) -> Progress:
+    """From p.step to train.steps, or until the loss is not finite or the time budget is spent.
+    A signal saves a checkpoint and exits (SystemExit(PREEMPTED_EXIT)) after the current step."""
+    tcfg, ocfg = run.cfg["train"], run.cfg["optim"]
+    steps, wallclock, every = tcfg["steps"], tcfg["max_wallclock_s"], tcfg["checkpoint_every"]
+    for step in range(p.step + 1, steps + 1):
         t0 = time.perf_counter()
-        elapsed_frac = train_time / wallclock if wallclock else 0.0
-        mult = apply_schedules(optimizers, step - 1, steps, ocfg, elapsed_frac)
-        x, y = batches.get(step - 1)
-        x = torch.from_numpy(x[world.rank * per_rank : (world.rank + 1) * per_rank]).to(device)
-        y = torch.from_numpy(y[world.rank * per_rank : (world.rank + 1) * per_rank]).to(device)
-        loss_sum = torch.zeros((), device=device)
-        for i in range(accum):
-            # Gradients are all-reduced once, on the last micro-batch.
-            sync = i == accum - 1 or world.size == 1
-            with contextlib.nullcontext() if sync else ddp.no_sync(), autocast(device):
-                loss = train_model(x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro])
-            (loss / accum).backward()
-            loss_sum += loss.detach() / accum
+        # The schedule: lr warmup and warmdown (by steps or by the clock, whichever is further
+        # on), weight decay, Muon's momentum warmup; each group scales the targets it carries.
+        elapsed_frac = p.train_time / wallclock if wallclock else 0.0
+        schedule = apply_schedules(run.optimizers, step - 1, steps, ocfg, elapsed_frac)
+        loss = forward_backward(run, step)
         if ocfg["grad_clip"] is not None:  # global-norm clipping over all parameters
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg["grad_clip"])
-        for opt in optimizers:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), ocfg["grad_clip"])
+        for opt in run.optimizers:
             opt.step()
-        if renormalize:
-            renormalize(model)  # nGPT: weights back onto the unit sphere after every step
-        model.zero_grad(set_to_none=True)
-        loss_value = world.mean(loss_sum)  # syncs the GPU, so the timing below is honest
+        run.model.after_step()  # nGPT: weights back onto the unit sphere; GPT: nothing
+        run.model.zero_grad(set_to_none=True)
+        p.train_loss = run.world.mean(loss)  # syncs the GPU, so the timing below is honest
         step_s = time.perf_counter() - t0
-        train_time += step_s
-        record(
-            step=step,
-            tokens=step * tokens_per_step,
-            time_s=train_time,
-            train_loss=loss_value,
-            lr_mult=mult,
-            **(
-                {
-                    "momentum_first": matrix_groups[0]["momentum"],
-                    "momentum_last": matrix_groups[-1]["momentum"],
-                }
-                if "momentum" in matrix_groups[0]
-                else {}
-            ),
-            step_ms=1000 * step_s,
-            tok_s=tokens_per_step / step_s,
-        )
-        if not math.isfinite(loss_value):
-            diverged = True
-            say(f"step {step}: loss is {loss_value}; stopping (diverged)")
+        p.step, p.train_time = step, p.train_time + step_s
+        record_step(run, p, schedule, step_s)
+        if not math.isfinite(p.train_loss):
+            p.diverged = True
+            run.say(f"step {step}: loss is {p.train_loss}; stopping (diverged)")
             break
         # Ranks measure slightly different times and get signals at different moments: agree.
-        out_of_time, stopping = world.any(bool(wallclock) and train_time >= wallclock, bool(stop))
+        out_of_time, stopping = run.world.any(
+            bool(wallclock) and p.train_time >= wallclock, bool(run.stop)
+        )
         last = step == steps or out_of_time
         if step % tcfg["log_every"] == 0 or last:
-            rate = step * tokens_per_step / train_time
-            eta = train_time / step * (steps - step)
-            if wallclock:
-                eta = min(eta, wallclock - train_time)
-            say(
-                f"step {step}/{steps} loss {loss_value:.4f} tok/s {rate:,.0f} "
-                f"train_time {train_time:.1f}s eta {_fmt_eta(eta)}"
-            )
+            say_progress(run, p)
         if step % tcfg["val_every"] == 0 or last:
-            last_val = validate(step, train_time)
-        every = tcfg["checkpoint_every"]
-        if ckpt_path and not last and (stopping or (every and step % every == 0)):
-            save_checkpoint(step, train_time, last_val)
-        if stopping and not last:
-            say(f"signal {stop.signal}: checkpoint saved at step {step}; exiting")
-            distributed.teardown(world)
-            raise SystemExit(checkpoint.PREEMPTED_EXIT)
+            p.last_val = validate(run, step, p.train_time)
+        if not last and (stopping or (every and step % every == 0)):
+            save_checkpoint(run, p)
+            if stopping:
+                preempted(run, step)
         if out_of_time:
-            say(f"max_wallclock_s={wallclock:g} reached at step {step}")
+            run.say(f"max_wallclock_s={wallclock:g} reached at step {step}")
             break
-    if not world.main:  # rank 0 alone writes the outputs; the others wait for it, then all
-        world.barrier()  # leave together (a gloo peer exiting early can abort the other)
-        distributed.teardown(world)
-        return {}
-    metrics.close()
+    return p
 
-    summary = {
-        **meta,
-        "seed": seed,
-        "config_hash": identity["config_hash"],
-        "n_params": n_params,
-        "steps": step,
-        "steps_planned": steps,
-        "tokens": step * tokens_per_step,
-        "train_time_s": train_time,
-        "train_loss": loss_value,
-        "val_loss": last_val["val_loss"],
-        "val_bpb": last_val["val_bpb"],
-        "diverged": diverged,
-        "model_flops_per_token": flops_per_token(n_params, mcfg, tcfg["seq_len"]),
-        "mfu": mfu(
-            flops_per_token(n_params, mcfg, tcfg["seq_len"]) * step * tokens_per_step / train_time,
-            device,
-            tcfg.get("peak_tflops"),
+
+def forward_backward(run: Run, step: int) -> torch.Tensor:
+    """Gradients of this rank's share of the step's global batch, in micro-batches; returns the
+    mean loss (this rank's). Gradients are all-reduced once, on the last micro-batch."""
+    world, (per_rank, accum, micro) = run.world, run.split
+    x, y = run.batches.get(step - 1)
+    x = torch.from_numpy(x[world.rank * per_rank : (world.rank + 1) * per_rank]).to(world.device)
+    y = torch.from_numpy(y[world.rank * per_rank : (world.rank + 1) * per_rank]).to(world.device)
+    loss_sum = torch.zeros((), device=world.device)
+    for i in range(accum):
+        sync = i == accum - 1 or world.size == 1
+        with contextlib.nullcontext() if sync else run.ddp.no_sync(), autocast(world.device):
+            loss = run.step_model(x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro])
+        (loss / accum).backward()
+        loss_sum += loss.detach() / accum
+    return loss_sum
+
+
+def record_step(run: Run, p: Progress, schedule: dict, step_s: float) -> None:
+    run.log.record(
+        step=p.step,
+        tokens=p.step * run.tokens_per_step,
+        time_s=p.train_time,
+        train_loss=p.train_loss,
+        **schedule,
+        step_ms=1000 * step_s,
+        tok_s=run.tokens_per_step / step_s,
+    )
+
+
+def say_progress(run: Run, p: Progress) -> None:
+    steps, wallclock = run.cfg["train"]["steps"], run.cfg["train"]["max_wallclock_s"]
+    rate = p.step * run.tokens_per_step / p.train_time
+    eta = p.train_time / p.step * (steps - p.step)
+    if wallclock:
+        eta = min(eta, wallclock - p.train_time)
+    run.say(
+        f"step {p.step}/{steps} loss {p.train_loss:.4f} tok/s {rate:,.0f} "
+        f"train_time {p.train_time:.1f}s eta {_fmt_eta(eta)}"
+    )
+
+
+def validate(run: Run, step: int, train_time: float) -> dict | None:
+    """Rank 0 validates the plain module (no collectives) and logs it; the others wait."""
+    v = None
+    if run.world.main:
+        tcfg = run.cfg["train"]
+        v = evaluate(run.model, run.val_tokens, run.byte_table, tcfg["seq_len"], tcfg["batch_seqs"])
+        run.log.record(step=step, tokens=step * run.tokens_per_step, time_s=train_time, **v)
+        run.say(
+            f"step {step}/{tcfg['steps']} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}"
         )
-        if train_time > 0
+    run.world.barrier()
+    return v
+
+
+def save_checkpoint(run: Run, p: Progress) -> None:
+    """Rank 0 writes the checkpoint (every rank holds the same state); all wait for it."""
+    if run.ckpt_path is None:
+        return
+    if run.world.main:
+        state = {
+            "identity": run.identity,
+            "step": p.step,
+            "train_time": p.train_time,
+            "last_val": p.last_val,
+            "rows": run.log.rows,
+            "model": run.model.state_dict(),
+            "optimizers": [opt.state_dict() for opt in run.optimizers],
+            "rng": checkpoint.rng_state(run.world.device),
+            "data_rng": run.batches.rng.bit_generator.state,
+        }
+        checkpoint.save(run.ckpt_path, state)
+    run.world.barrier()
+
+
+def preempted(run: Run, step: int) -> None:
+    """Leave after a signal, with the exit status a job killed by SIGTERM reports."""
+    done = "checkpoint saved" if run.ckpt_path else "nothing saved (no --checkpoint-dir)"
+    run.say(f"{signal.Signals(run.stop.signal).name}: {done} at step {step}; exiting")
+    distributed.teardown(run.world)
+    raise SystemExit(checkpoint.PREEMPTED_EXIT)
+
+
+def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict) -> dict:
+    """metrics.jsonl closed, then model.pt, summary.json, provenance.json; the checkpoint goes."""
+    run.log.close()
+    summary = _summary(run, p, meta)
+    ckpt = {
+        "model": run.model.state_dict(),
+        "config": run.cfg,
+        "vocab_size": run.vocab_size,
+        "final": summary,
+    }
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save(ckpt, tmp)
+    _write_json(out_dir / "summary.json", summary)
+    _write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
+    if run.ckpt_path:
+        run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
+    return summary
+
+
+def _summary(run: Run, p: Progress, meta: dict) -> dict:
+    tcfg, device = run.cfg["train"], run.world.device
+    fpt = flops_per_token(run.n_params, run.cfg["model"], tcfg["seq_len"])
+    tokens = p.step * run.tokens_per_step
+    return {
+        **meta,
+        "seed": run.seed,
+        "config_hash": run.identity["config_hash"],
+        "n_params": run.n_params,
+        "steps": p.step,
+        "steps_planned": tcfg["steps"],
+        "tokens": tokens,
+        "train_time_s": p.train_time,
+        "train_loss": p.train_loss,
+        "val_loss": p.last_val["val_loss"],
+        "val_bpb": p.last_val["val_bpb"],
+        "diverged": p.diverged,
+        "model_flops_per_token": fpt,
+        "mfu": mfu(fpt * tokens / p.train_time, device, tcfg["peak_tflops"])
+        if p.train_time > 0
         else None,
         "peak_memory_mb": (
             torch.cuda.max_memory_allocated(device) / 2**20
@@ -346,27 +483,23 @@ def train(
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ),
     }
-    ckpt = {"model": model.state_dict(), "config": cfg, "vocab_size": vocab_size, "final": summary}
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(ckpt, tmp)
-    _write_json(out_dir / "summary.json", summary)
-    provenance = {
+
+
+def _provenance(run: Run, p: Progress, meta: dict, inputs: dict) -> dict:
+    device = run.world.device
+    return {
         **meta,
-        "seed": seed,
-        "config_hash": summary["config_hash"],
-        "config": cfg,
-        "inputs": {
-            "train": str(train_manifest),
-            "val": str(val_manifest),
-            "token_bytes": str(token_bytes),
-        },
+        "seed": run.seed,
+        "config_hash": run.identity["config_hash"],
+        "config": run.cfg,
+        "inputs": {k: str(v) for k, v in inputs.items()},
         **_git_state(),
-        "resumed_from_step": resumed["step"] if resumed else None,
+        "resumed_from_step": p.resumed_from,
         "host": socket.gethostname(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cuda": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),
-        "world_size": world.size,
+        "world_size": run.world.size,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -374,12 +507,6 @@ def train(
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _write_json(out_dir / "provenance.json", provenance)
-    if ckpt_path:
-        ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
-    world.barrier()
-    distributed.teardown(world)
-    return summary
 
 
 def main(argv=None) -> None:

@@ -81,7 +81,7 @@ ORTHOGONALIZERS = {"newton_schulz5": newton_schulz5, "polar_express": polar_expr
 
 
 def _layer_mults(optim_cfg: dict, key: str, n_layer: int) -> list:
-    values = optim_cfg.get(key)
+    values = optim_cfg[key]
     return [1.0] * n_layer if values is None else per_layer_list(key, values, n_layer)
 
 
@@ -113,13 +113,6 @@ class Muon(torch.optim.Optimizer):
             normuon_beta2=normuon_beta2,
         )
         super().__init__(params, defaults)
-
-    def __setstate__(self, state):
-        # Groups saved before a hyperparameter existed (old checkpoints) get its default.
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
 
     @torch.no_grad()
     def step(self):
@@ -174,8 +167,40 @@ CONTROL_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights
 
 
 def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
-    """Split parameters into the block matrices (Muon, or AdamW with optim.matrix_optimizer:
-    adam; one group per layer), embedding Adam and scalar Adam."""
+    """Split parameters into embedding Adam, scalar Adam and the block matrices (Muon, or AdamW
+    with optim.matrix_optimizer: adam; one group per layer), in that order.
+
+    Every group carries its own schedule targets (base_lr; the matrices' base_wd and, for Muon,
+    target_momentum), which apply_schedules scales step by step.
+    """
+    wd_multiplier(optim_cfg["wd_schedule"], 0, 1)  # fail now on a bad name
+    matrix_groups = _matrix_groups(model, optim_cfg)
+    muon_ids = {id(p) for g in matrix_groups for p in g["params"]}
+    # Token embeddings and an untied output head (nGPT's lm_head) learn at embed_lr.
+    embed_names = ("tok_emb.weight", "lm_head.weight")
+    named = dict(model.named_parameters())
+    embeds = [named[n] for n in embed_names if n in named]
+    scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
+    betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
+    eps = optim_cfg["adam_eps"]
+    optimizers = [
+        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
+        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
+        _matrix_optimizer(matrix_groups, optim_cfg),
+    ]
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    owned = [id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]]
+    assert sorted(owned) == sorted(id(p) for p in model.parameters()), (
+        "every parameter must sit in exactly one optimizer"
+    )
+    return optimizers
+
+
+def _matrix_groups(model, optim_cfg: dict) -> list[dict]:
+    """One group per transformer block: its 2-D weights, with the layer's momentum target and
+    lr / weight-decay multipliers."""
     n_layer = len(model.blocks)
     momenta = layer_momenta(
         optim_cfg["momentum_schedule"],
@@ -183,19 +208,12 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
         optim_cfg["momentum"],
         optim_cfg["momentum_first"],
         optim_cfg["momentum_last"],
-        optim_cfg.get("momentum_list"),
+        optim_cfg["momentum_list"],
     )
     lr_mults = _layer_mults(optim_cfg, "lr_mult_list", n_layer)
     wd_mults = _layer_mults(optim_cfg, "wd_mult_list", n_layer)
-    wd_multiplier(optim_cfg.get("wd_schedule", "constant"), 0, 1)  # fail now on a bad name
-    weight_decay = optim_cfg.get("weight_decay", 0.0)
-    d_ref = optim_cfg.get("wd_scale_ref_dim")
-    if d_ref is not None:
-        # d = the model width (d_model, the residual stream): the input dim of every Muon matrix
-        # except the MLP's output projection (mlp_mult * d_model), which shares the model's
-        # factor so that a model of width d_ref decays exactly at weight_decay.
-        weight_decay *= (d_ref / model.tok_emb.weight.size(1)) ** 2
-    muon_groups = []
+    weight_decay = _weight_decay(model, optim_cfg)
+    groups = []
     for i, (block, mu) in enumerate(zip(model.blocks, momenta, strict=True)):
         mats = [
             p
@@ -203,7 +221,7 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
             if p.ndim == 2 and not any(c in name for c in CONTROL_NAMES)
         ]
         wd = weight_decay * wd_mults[i]
-        muon_groups.append(
+        groups.append(
             dict(
                 params=mats,
                 momentum=mu,
@@ -214,57 +232,61 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
                 base_wd=wd,
             )
         )
-    muon_ids = {id(p) for g in muon_groups for p in g["params"]}
-    # Token embeddings and an untied output head (nGPT's lm_head) learn at embed_lr.
-    embed_names = ("tok_emb.weight", "lm_head.weight")
-    named = dict(model.named_parameters())
-    embeds = [named[n] for n in embed_names if n in named]
-    scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
-    betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
-    eps = optim_cfg["adam_eps"]
-    if optim_cfg.get("matrix_optimizer", "muon") == "adam":
+    return groups
+
+
+def _weight_decay(model, optim_cfg: dict) -> float:
+    weight_decay = optim_cfg["weight_decay"]
+    d_ref = optim_cfg["wd_scale_ref_dim"]
+    if d_ref is not None:
+        # d = the model width (d_model, the residual stream): the input dim of every Muon matrix
+        # except the MLP's output projection (mlp_mult * d_model), which shares the model's
+        # factor so that a model of width d_ref decays exactly at weight_decay.
+        weight_decay *= (d_ref / model.tok_emb.weight.size(1)) ** 2
+    return weight_decay
+
+
+def _matrix_optimizer(groups: list[dict], optim_cfg: dict) -> torch.optim.Optimizer:
+    if optim_cfg["matrix_optimizer"] == "adam":
         # The same per-layer groups (lr and wd multipliers, wd schedule), without momenta.
-        for group in muon_groups:
+        for group in groups:
             del group["momentum"], group["target_momentum"]
-        matrices = torch.optim.AdamW(muon_groups, lr=optim_cfg["matrix_lr"], betas=betas, eps=eps)
-    else:
-        matrices = Muon(
-            muon_groups,
-            lr=optim_cfg["matrix_lr"],
-            momentum=optim_cfg["momentum"],
-            ns_steps=optim_cfg["ns_steps"],
-            orthogonalize=optim_cfg.get("orthogonalize", "newton_schulz5"),
-            cautious_wd=optim_cfg.get("cautious_wd", False),
-            normuon=optim_cfg.get("normuon", False),
-            normuon_beta2=optim_cfg.get("normuon_beta2", 0.95),
+        betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
+        return torch.optim.AdamW(
+            groups, lr=optim_cfg["matrix_lr"], betas=betas, eps=optim_cfg["adam_eps"]
         )
-    optimizers = [
-        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
-        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
-        matrices,
-    ]
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
-    return optimizers
+    return Muon(
+        groups,
+        lr=optim_cfg["matrix_lr"],
+        momentum=optim_cfg["momentum"],
+        ns_steps=optim_cfg["ns_steps"],
+        orthogonalize=optim_cfg["orthogonalize"],
+        cautious_wd=optim_cfg["cautious_wd"],
+        normuon=optim_cfg["normuon"],
+        normuon_beta2=optim_cfg["normuon_beta2"],
+    )
 
 
 def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_frac=0.0):
-    """Set every group's lr, Muon momentum and weight decay for `step`; returns the lr mult."""
+    """Set every group's lr, weight decay and Muon momentum for `step` from the targets the group
+    carries; returns what the metrics log: lr_mult, and the first and last layer's momentum."""
     mult = lr_multiplier(
         step, total_steps, optim_cfg["warmup_steps"], optim_cfg["warmdown_frac"], elapsed_frac
     )
-    wd_mult = wd_multiplier(
-        optim_cfg.get("wd_schedule", "constant"), step, total_steps, elapsed_frac
-    )
+    wd_mult = wd_multiplier(optim_cfg["wd_schedule"], step, total_steps, elapsed_frac)
     warm = optim_cfg["momentum_warmup_steps"]
     frac = min(step / warm, 1.0) if warm > 0 else 1.0
     start = optim_cfg["momentum_warmup_start"]
+    momenta = []
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * mult
             if "target_momentum" in group:
                 group["momentum"] = (1 - frac) * start + frac * group["target_momentum"]
+                momenta.append(group["momentum"])
             if "base_wd" in group:
                 group["weight_decay"] = group["base_wd"] * wd_mult
-    return mult
+    logged = {"lr_mult": mult}
+    if momenta:
+        logged.update(momentum_first=momenta[0], momentum_last=momenta[-1])
+    return logged

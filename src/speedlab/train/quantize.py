@@ -55,8 +55,17 @@ PG_KEEP_FLOAT_MAX_NUMEL = 65_536
 PG_CLIP_Q = 99.99984 / 100.0
 PG_FORMAT = "int8_clean_per_row_v1"
 
-# The training code whose bytes count towards the artifact (parameter-golf counts train_gpt.py).
-CODE_FILES = ("model.py", "optim.py", "train.py")
+# The training code whose bytes count towards the artifact (parameter-golf counts train_gpt.py):
+# the models, the optimizers and their schedules, the loop; paths relative to speedlab/train/.
+CODE_FILES = (
+    "models/__init__.py",
+    "models/layers.py",
+    "models/gpt.py",
+    "models/ngpt.py",
+    "optim.py",
+    "schedules.py",
+    "loop.py",
+)
 
 
 def quantize_state(
@@ -207,7 +216,7 @@ def roundtrip(
     """Quantize, compress, reload and evaluate; scheme None means the config's quant.scheme."""
     ckpt = torch.load(model_pt, map_location="cpu", weights_only=False)
     cfg = ckpt["config"]
-    scheme = scheme or cfg["quant"].get("scheme", "simple")
+    scheme = scheme or cfg["quant"]["scheme"]
     if scheme == "simple":
         packed = quantize_state(
             ckpt["model"], cfg["quant"]["keep_float_max_numel"], cfg["quant"]["clip_percentile"]
@@ -253,7 +262,7 @@ def main(argv=None) -> None:
         "--scheme",
         choices=SCHEMES,
         default=None,
-        help="quantization rules (default: the run config's quant.scheme, else simple)",
+        help="quantization rules (default: the run config's quant.scheme)",
     )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

@@ -125,3 +125,6 @@ class GPT(nn.Module):
         return F.cross_entropy(
             logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction
         )
+
+    def after_step(self) -> None:
+        """Called by the training loop after every optimizer step; GPT has nothing to do."""

@@ -13,12 +13,11 @@ cosine similarities in [-1, 1], so learned scaling vectors put the magnitudes ba
 Each scaling vector s is stored as a parameter initialised to `scale` and used as
 s * (init / scale): with one learning rate for all of them, `scale` sets how fast each moves.
 There are no norm layers and no weight decay; `normalize_weights` projects the matrices back onto
-the sphere after every optimizer step.
+the sphere after every optimizer step (the training loop calls `after_step`).
 
 Optimizer split (optim.build_optimizers): the 2-D q/k/v/o and MLP matrices inside `blocks` go to
 Muon; every scaling vector is 1-D and so goes to Adam whatever its name; `tok_emb` and `lm_head`
-are embedding-like (V x d, unit rows) and are meant for Adam at the embedding learning rate
-(today's build_optimizers only special-cases tok_emb, so lm_head falls into the scalar group).
+are embedding-like (V x d, unit rows) and get Adam at the embedding learning rate.
 """
 
 from __future__ import annotations
@@ -173,6 +172,10 @@ class NGPT(nn.Module):
             logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction
         )
 
+    def after_step(self) -> None:
+        """After every optimizer step: the matrices back onto the unit sphere."""
+        normalize_weights(self)
+
 
 @torch.no_grad()
 def normalize_weights(model: nn.Module) -> None:
@@ -183,4 +186,4 @@ def normalize_weights(model: nn.Module) -> None:
 
 
 def build_ngpt(model_cfg: dict, vocab_size: int) -> NGPT:
-    return NGPT(vocab_size=vocab_size, **shape_kwargs(model_cfg), **(model_cfg.get("ngpt") or {}))
+    return NGPT(vocab_size=vocab_size, **shape_kwargs(model_cfg), **model_cfg["ngpt"])
