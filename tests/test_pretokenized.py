@@ -259,7 +259,7 @@ def test_a_bad_vocab_json_is_named(tmp_path: Path, vocab: str, error: str) -> No
 
 def test_cli(hub: FakeHub, tmp_path: Path) -> None:
     out = tmp_path / "shards"
-    main(["--preset", "sp1024", "--train-shards", "1", "--out-dir", str(out)])
+    main(["--preset", "sp1024", "--train-shards", "1", "--revision", "main", "--out-dir", str(out)])
     assert json.loads((out / "fineweb_train.json").read_text())["shards"] == [
         "fineweb_train_000000.bin"
     ]
@@ -268,7 +268,8 @@ def test_cli(hub: FakeHub, tmp_path: Path) -> None:
 
 def test_cli_errors_are_one_line(hub: FakeHub, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"^fetch_pretokenized: .*'willdepueoai/parameter-golf'"):
-        main(["--preset", "sp1024", "--train-shards", "99", "--out-dir", str(tmp_path)])
+        main(["--preset", "sp1024", "--train-shards", "99", "--revision", "main",
+              "--out-dir", str(tmp_path)])  # fmt: skip
 
 
 @pytest.mark.parametrize("preset", ["sp1024", "gpt2"])
@@ -281,7 +282,7 @@ def test_an_unreachable_hub_is_one_line_naming_the_repo(
     env = dict(cli_env, HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
     p = subprocess.run(
         [sys.executable, "-m", "speedlab.data.pretokenized", "--preset", preset,
-         "--out-dir", str(tmp_path / "out")],
+         "--train-shards", "1", "--revision", "main", "--out-dir", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 # Marks an option the JSON must hold (the others have the default given).
 REQUIRED = object()
@@ -41,3 +42,14 @@ def add_options(parser: argparse.ArgumentParser, spec: dict[str, object], **kwar
     """Add --options (a JSON object with the keys of `spec`) to `parser`."""
     keys = ", ".join(k if d is REQUIRED else f"{k} (default {d!r})" for k, d in spec.items())
     parser.add_argument("--options", type=options_type(spec), help=f"JSON object: {keys}", **kwargs)
+
+
+def runs_parser(prog: str, description: str, spec: dict[str, object]) -> argparse.ArgumentParser:
+    """The command line every runs.parquet consumer shares: --options (the keys of `spec`) and
+    --runs; the caller adds its outputs."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    add_options(p, spec, required=True)
+    p.add_argument(
+        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
+    )
+    return p

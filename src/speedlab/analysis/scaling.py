@@ -8,7 +8,6 @@ The best value is a point of the swept grid, so the fitted exponent is only as f
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats as sps
 
 from speedlab.analysis.figures import save_figure, themed_colors
-from speedlab.analysis.options import REQUIRED, add_options
+from speedlab.analysis.options import REQUIRED, runs_parser
 from speedlab.analysis.sweep import by_group, cells, group_resamples, sweep_table
 from speedlab.files import atomic_path
 
@@ -147,15 +146,9 @@ def plot_scaling(
         xs, fit["k"] * xs ** fit["exponent"], color=colors[0], linewidth=2, label=_fit_label(fit)
     )
     if expected_exponent is not None:
-        gx, gy = sps.gmean(x), sps.gmean(y)
-        ax.plot(
-            xs,
-            gy * (xs / gx) ** expected_exponent,
-            "--",
-            color="0.4",
-            linewidth=1.5,
-            label=f"expected exponent {expected_exponent:g} (through the geometric mean)",
-        )
+        line = sps.gmean(y) * (xs / sps.gmean(x)) ** expected_exponent
+        label = f"expected exponent {expected_exponent:g} (through the geometric mean)"
+        ax.plot(xs, line, "--", color="0.4", linewidth=1.5, label=label)
     ax.scatter(x, y, s=70, color=colors[1], edgecolor="black", zorder=3, label=f"data (n={len(x)})")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -238,13 +231,10 @@ def fit_document(runs: pd.DataFrame, o: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m speedlab.analysis.scaling",
-        description="Power-law fit of a sweep's best value against a scale key.",
-    )
-    add_options(p, OPTIONS, required=True)
-    p.add_argument(
-        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
+    p = runs_parser(
+        "speedlab.analysis.scaling",
+        "Power-law fit of a sweep's best value against a scale key.",
+        OPTIONS,
     )
     p.add_argument("--json-out", required=True, type=Path, help="output JSON")
     p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")

@@ -6,7 +6,6 @@ results are laid out. Metrics are treated as lower-is-better (loss, bpb, bytes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from pathlib import Path
@@ -17,7 +16,7 @@ from scipy import optimize
 from scipy import special as spsp
 from scipy import stats as sps
 
-from speedlab.analysis.options import REQUIRED, add_options
+from speedlab.analysis.options import REQUIRED, runs_parser
 from speedlab.files import atomic_path
 
 SUMMARY_COLUMNS = [
@@ -453,14 +452,7 @@ OPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m speedlab.analysis.stats",
-        description="Summarize a study and test vs baseline.",
-    )
-    add_options(p, OPTIONS, required=True)
-    p.add_argument(
-        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
-    )
+    p = runs_parser("speedlab.analysis.stats", "Summarize a study and test vs baseline.", OPTIONS)
     p.add_argument("--out", required=True, type=Path, help="output CSV")
     p.add_argument("--json", type=Path, help="also write the statistics as JSON")
     args = p.parse_args(argv)

@@ -8,7 +8,6 @@ are lower-is-better and diverged runs or runs without the metric are left out (a
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from speedlab.analysis.figures import metric_label, save_figure, themed_colors
-from speedlab.analysis.options import REQUIRED, add_options
+from speedlab.analysis.options import REQUIRED, runs_parser
 from speedlab.analysis.stats import BETTER, NO_DIFFERENCE, WORSE, summary_row, verdict
 from speedlab.files import atomic_path
 
@@ -237,13 +236,7 @@ def plot_sweep(
     error bars, each counted seed as a ring (if `runs` is given), the lowest mean as a
     star, the default as a dotted vertical line, and the number of excluded runs along the
     bottom. Log x axis when the values span a decade (symlog if 0 is among them)."""
-    table = table[table["metric"] == metric]
-    if not (table["n"] > 0).any():
-        raise ValueError(f"no runs that count for metric {metric!r} in the sweep table")
-    try:
-        x_all = table["value"].astype(float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"plot_sweep needs numeric values of {key}") from e
+    table, x_all = _plotted_rows(table, key, metric)
     group_key = table["group_key"].iloc[0]
     grouped = not pd.isna(group_key)
     groups = table["group"].drop_duplicates().tolist()
@@ -258,10 +251,7 @@ def plot_sweep(
         _draw_means(ax, rows[rows["n"] > 0], lambda x, i=i: dodge(x, i), color, label)
         for (cg, v), (seeds, _) in seeds_at.items():
             if (cg == g or not grouped) and len(seeds):
-                ax.scatter(
-                    dodge(np.full(len(seeds), v), i), seeds, s=28, facecolors="none",
-                    edgecolors=[color], alpha=0.8, linewidth=1, zorder=4,
-                )  # fmt: skip
+                ax.scatter(dodge(np.full(len(seeds), v), i), seeds, edgecolors=[color], **RINGS)
     for j, d in enumerate(pd.unique(table["default"].dropna())):
         label = f"default {key} = {_label(d)}" if j == 0 else None
         ax.axvline(float(d), linestyle=":", color="0.3", label=label)
@@ -274,6 +264,21 @@ def plot_sweep(
         "p_best: fraction of bootstrap resamples of the seeds in which a value has the lowest mean"
     )
     return save_figure(fig, out_png, footnote=footnote)
+
+
+def _plotted_rows(table: pd.DataFrame, key: str, metric: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The sweep table's rows of `metric` and their swept values as numbers; an error when no
+    run counts or the values are not numbers."""
+    table = table[table["metric"] == metric]
+    if not (table["n"] > 0).any():
+        raise ValueError(f"no runs that count for metric {metric!r} in the sweep table")
+    try:
+        return table, table["value"].astype(float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"plot_sweep needs numeric values of {key}") from e
+
+
+RINGS = dict(s=28, facecolors="none", alpha=0.8, linewidth=1, zorder=4)  # a seed's mark
 
 
 def _dodge(x_all: pd.Series, log: bool, n_groups: int):
@@ -362,14 +367,7 @@ OPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m speedlab.analysis.sweep",
-        description="Metric per value of a swept config key.",
-    )
-    add_options(p, OPTIONS, required=True)
-    p.add_argument(
-        "--runs", required=True, type=Path, help="runs.parquet from speedlab.analysis.collect"
-    )
+    p = runs_parser("speedlab.analysis.sweep", "Metric per value of a swept config key.", OPTIONS)
     p.add_argument("--table-out", required=True, type=Path, help="output CSV")
     p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
     args = p.parse_args(argv)

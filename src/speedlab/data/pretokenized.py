@@ -281,9 +281,10 @@ def fetch_pretokenized(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    p.add_argument("--train-shards", type=int, default=1, help="first N train shards (default 1)")
+    # No defaults here: the workflow passes data.pretokenized's (the schema holds them).
+    p.add_argument("--train-shards", type=int, required=True, help="the first N train shards")
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--revision", default="main", help="branch, tag or commit of the dataset repo")
+    p.add_argument("--revision", required=True, help="branch, tag or commit of the dataset repo")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:

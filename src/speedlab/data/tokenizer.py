@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--out-dir", type=Path, required=True)
     e.add_argument("--split", required=True)
-    e.add_argument("--shard-tokens", type=int, default=100_000_000)
+    e.add_argument("--shard-tokens", type=int, required=True, help="tokenizer.shard_tokens")
     e.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

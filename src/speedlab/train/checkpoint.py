@@ -32,12 +32,18 @@ class StopFlag:
 
     def __init__(self):
         self.signal: int | None = None
+        self.previous = {}
         for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
             if sig != signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN:
-                signal.signal(sig, self._handle)
+                self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
+
+    def restore(self) -> None:
+        """The handlers from before (e.g. Ctrl-C interrupting the caller's session again)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def __bool__(self) -> bool:
         return self.signal is not None

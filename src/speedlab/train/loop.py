@@ -227,11 +227,14 @@ def train(
     """
     out_dir = Path(out_dir)
     run = set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkpoint_dir)
-    progress = train_loop(run, resume(run))
     summary = {}
-    if run.world.main:  # rank 0 alone writes the outputs
-        inputs = {"train": train_manifest, "val": val_manifest, "token_bytes": token_bytes}
-        summary = write_outputs(run, progress, meta, out_dir, inputs)
+    try:
+        progress = train_loop(run, resume(run))
+        if run.world.main:  # rank 0 alone writes the outputs
+            inputs = {"train": train_manifest, "val": val_manifest, "token_bytes": token_bytes}
+            summary = write_outputs(run, progress, meta, out_dir, inputs)
+    finally:
+        run.stop.restore()
     run.world.barrier()  # the others wait for them, then all leave together (a gloo peer
     distributed.teardown(run.world)  # exiting early can abort the other)
     return summary
