@@ -61,7 +61,8 @@ studies-smoke: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The fast lane: everything but the tests marked slow (snakemake end to end, SLURM, chromium).
+# The fast lane: everything but the tests marked slow (snakemake end to end, SLURM, chromium,
+# torchrun, long training runs).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 

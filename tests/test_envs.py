@@ -8,11 +8,11 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from functools import cache
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 
 from conftest import REPO
