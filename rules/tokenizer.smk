@@ -9,14 +9,11 @@ rule train_tokenizer:
         "../envs/data.yaml"
     threads: TOKENIZE_THREADS
     params:
-        max_docs=(
-            f"--max-docs {config['tokenizer']['train_docs']}"
-            if config["tokenizer"]["train_docs"]
-            else ""
-        ),
+        max_docs=json.dumps(config["tokenizer"]["train_docs"]),
     shell:
         "python -m speedlab.data.tokenizer train --docs {input.docs:q} --model {output.model:q}"
-        " --vocab-size {wildcards.vocab} {params.max_docs} --threads {threads} > {log:q} 2>&1"
+        " --vocab-size {wildcards.vocab} --max-docs {params.max_docs:q} --threads {threads}"
+        " > {log:q} 2>&1"
 
 
 rule count_token_bytes:

@@ -167,3 +167,19 @@ def test_byte_level_alphabet_is_gpt2s():
     table = byte_level_table(vocab, ["<|endoftext|>"])
     assert table[0, :256].tolist() == [1] * 256
     assert table[:, 256:].T.tolist() == [[4, 0, 0], [6, 0, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "all", "true"])
+def test_train_max_docs_must_be_a_positive_integer_or_null(text, tmp_path, capsys):
+    from speedlab.data.tokenizer import main
+
+    args = ["train", "--docs", "d.parquet", "--model", "m", "--vocab-size", "300"]
+    with pytest.raises(SystemExit):
+        main([*args, "--max-docs", text, "--threads", "1"])
+    assert "--max-docs: expected a positive integer or null" in capsys.readouterr().err
+
+
+def test_train_max_docs_reads_null_and_numbers():
+    from speedlab.data.tokenizer import max_docs
+
+    assert max_docs("null") is None and max_docs("40") == 40

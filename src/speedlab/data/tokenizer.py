@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import json
 import logging
 from pathlib import Path
 
@@ -57,6 +58,17 @@ def train_tokenizer(train_docs: Path, model_out: Path, vocab_size: int, max_docs
         tmp.write_bytes(proto.getvalue())
 
 
+def max_docs(text: str) -> int | None:
+    """tokenizer.train_docs as JSON: a positive number, or null for every train document."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if value is not None and (type(value) is not int or value < 1):
+        raise argparse.ArgumentTypeError(f"expected a positive integer or null, got {text!r}")
+    return value
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -64,7 +76,9 @@ def main(argv=None) -> None:
     t.add_argument("--docs", type=Path, required=True)
     t.add_argument("--model", type=Path, required=True)
     t.add_argument("--vocab-size", type=int, required=True)
-    t.add_argument("--max-docs", type=int, default=None)
+    t.add_argument(
+        "--max-docs", type=max_docs, required=True, help="at most this many documents, or null"
+    )
     t.add_argument("--threads", type=int, default=1)
     b = sub.add_parser("bytes", help="write token_bytes.npy for a tokenizer")
     b.add_argument("--model", type=Path, required=True)
