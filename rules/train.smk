@@ -8,6 +8,8 @@ rule train_run:
         summary="results/runs/{study}/{condition}/seed{seed}/summary.json",
         model="results/runs/{study}/{condition}/seed{seed}/model.pt",
         provenance="results/runs/{study}/{condition}/seed{seed}/provenance.json",
+        # The int8+zlib export scored on the training device(s) at the end of the job.
+        roundtrip="results/runs/{study}/{condition}/seed{seed}/roundtrip.json",
     log:
         "logs/train_run/{study}/{condition}/seed{seed}.log",
     benchmark:

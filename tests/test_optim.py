@@ -13,7 +13,12 @@ from speedlab.train.optim import (
     normuon_normalize,
     polar_express,
 )
-from speedlab.train.schedules import layer_momenta, lr_multiplier, wd_multiplier
+from speedlab.train.schedules import (
+    layer_momenta,
+    lr_multiplier,
+    parameter_golf_lr_multiplier,
+    wd_multiplier,
+)
 
 
 def _quickstart_optim() -> dict:
@@ -342,3 +347,155 @@ def test_adam_for_the_matrices_rejects_muon_only_options():
         config["defaults"]["optim"].update(matrix_optimizer="adam", **{key: value})
         with pytest.raises(ValueError, match=key):
             validate(config)
+
+
+# --- train.arithmetic: parameter_golf, and optim.warmdown: parameter_golf (issue 12) ----------
+
+REFERENCE = REPO / "reference" / "parameter-golf" / "train_gpt.py"
+
+
+def test_parameter_golf_muon_step_is_bf16_as_train_gpt():
+    """The arithmetic written out: fp32 momentum, Newton-Schulz on the bf16 copy normalized in
+    bf16, the shape scale multiplied in bf16, the bf16 update cast to fp32 when applied."""
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(48, 16, generator=gen)  # tall: the transposed iteration, scale sqrt(3)
+    grads = [torch.randn(48, 16, generator=gen) for _ in range(3)]
+    got = {}
+    for arithmetic in ("fp32", "parameter_golf"):
+        p = torch.nn.Parameter(w0.clone())
+        opt = _muon_on(p, arithmetic=arithmetic)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        got[arithmetic] = p.detach()
+    want, buf = w0.clone(), torch.zeros_like(w0)
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    for g in grads:
+        buf.mul_(0.9).add_(g)
+        x = g.add(buf, alpha=0.9).bfloat16()
+        x = (x / (x.norm() + 1e-7)).T
+        for _ in range(5):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        x = x.T * 3**0.5
+        assert x.dtype == torch.bfloat16
+        want.add_(x.float(), alpha=-0.1)
+    assert torch.equal(got["parameter_golf"], want)
+    assert not torch.equal(got["fp32"], want)  # fp32 arithmetic iterates in fp32 on the CPU
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="needs the git-ignored reference/ clone")
+def test_parameter_golf_optimizers_equal_train_gpt_bitwise():
+    """speedlab's optimizers against train_gpt.py's own Muon (imported from reference/, never
+    copied) and fused Adams, on train_gpt.py's precision: 20 steps, bitwise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_gpt_reference", REFERENCE)
+    tg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tg)
+    cfg = dict(OPTIM, momentum_warmup_steps=10, warmdown="parameter_golf", warmdown_iters=7)
+    ours, theirs = _golf_model(), _golf_model()
+    opts = build_optimizers(ours, cfg, "parameter_golf")
+    twin = dict(theirs.named_parameters())
+    twin_of = {id(p): twin[n] for n, p in ours.named_parameters()}
+    betas, eps = (cfg["adam_beta1"], cfg["adam_beta2"]), cfg["adam_eps"]
+    matrices = [twin_of[id(p)] for g in opts[2].param_groups for p in g["params"]]
+    ref_muon = tg.Muon(matrices, cfg["matrix_lr"], cfg["momentum"], cfg["ns_steps"])
+    adams = [
+        torch.optim.Adam([twin_of[id(p)] for p in g["params"]], g["lr"], betas, eps=eps, fused=True)
+        for g in (opt.param_groups[0] for opt in opts[:2])
+    ]
+    ref = [ref_muon, *adams]
+    bases = [o.param_groups[0]["lr"] for o in ref]
+    for step in range(20):
+        mult = apply_schedules(opts, step, 20, cfg)["lr_mult"]
+        assert mult == (max((20 - step) / 7, 0.0) if step >= 13 else 1.0)
+        frac = min(step / 10, 1.0)
+        start = cfg["momentum_warmup_start"]
+        ref_muon.param_groups[0]["momentum"] = (1 - frac) * start + frac * cfg["momentum"]
+        for o, base in zip(ref, bases, strict=True):
+            o.param_groups[0]["lr"] = base * mult
+        gen = torch.Generator().manual_seed(100 + step)
+        for name, p in ours.named_parameters():
+            p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+            twin[name].grad = p.grad.clone()
+        for o in opts + ref:
+            o.step()
+    for name, p in ours.named_parameters():
+        assert torch.equal(p, twin[name]), name
+
+
+def _golf_model():
+    """A small GPT in train_gpt.py's precision: bf16 token embedding, bf16-rounded fp32 matrices."""
+    torch.manual_seed(0)
+    model = GPT(vocab_size=64, n_layer=2, d_model=48, n_head=2, n_kv_head=1)
+    model.tok_emb.to(torch.bfloat16)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2 and p.dtype == torch.float32:
+                p.copy_(p.bfloat16().float())
+    return model
+
+
+def test_parameter_golf_adams_are_fused_with_bf16_state_for_the_bf16_embedding():
+    model = _golf_model()
+    opts = build_optimizers(model, OPTIM, "parameter_golf")
+    assert [o.defaults["fused"] for o in opts[:2]] == [True, True]
+    assert not build_optimizers(_golf_model(), OPTIM)[0].defaults["fused"]  # fp32: as before
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    for o in opts:
+        o.step()
+    state = opts[0].state[model.tok_emb.weight]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.bfloat16
+    adamw = build_optimizers(_golf_model(), dict(OPTIM, matrix_optimizer="adam"), "parameter_golf")
+    assert adamw[-1].defaults["fused"] is True
+
+
+def test_unknown_arithmetic_names_the_key():
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    with pytest.raises(ValueError, match=r"train\.arithmetic"):
+        build_optimizers(model, OPTIM, "bf16")
+
+
+def test_parameter_golf_warmdown_by_steps():
+    # 50 steps, warmdown_iters 15: train_gpt.py's (total - step) / warmdown_iters on [35, 50).
+    assert parameter_golf_lr_multiplier(40, 50, 0, 15) == (50 - 40) / 15
+    assert parameter_golf_lr_multiplier(40, 50, 0, 15) == 0.6666666666666666
+    assert parameter_golf_lr_multiplier(34, 50, 0, 15) == 1.0
+    assert parameter_golf_lr_multiplier(35, 50, 0, 15) == 1.0  # 15 / 15
+    assert parameter_golf_lr_multiplier(49, 50, 0, 15) == 1 / 15
+    assert parameter_golf_lr_multiplier(0, 50, 0, 200) == 50 / 200  # warmdown from the start
+    assert parameter_golf_lr_multiplier(40, 50, 0, 0) == 1.0  # warmdown_iters <= 0: none
+    assert parameter_golf_lr_multiplier(3, 50, 10, 15) == 0.4  # optim.warmup_steps come first
+
+
+def test_parameter_golf_warmdown_by_the_clock():
+    # 60 s cap, 10 steps in 30 s: 3000 ms a step, so the warmdown is 15 x 3000 = 45000 ms long
+    # and 30000 ms are left: 30000 / 45000.
+    assert parameter_golf_lr_multiplier(10, 20000, 0, 15, 30.0, 60.0) == 30000.0 / 45000.0
+    assert parameter_golf_lr_multiplier(10, 20000, 0, 15, 10.0, 60.0) == 1.0  # 50 s left > 15 s
+    assert parameter_golf_lr_multiplier(10, 20000, 0, 15, 61.0, 60.0) == 0.0  # past the cap
+    assert parameter_golf_lr_multiplier(0, 20000, 0, 15, 0.0, 60.0) == 1.0  # nothing measured
+    # The steps alone decide without a cap (None or 0, as train_gpt.py's MAX_WALLCLOCK_SECONDS).
+    assert parameter_golf_lr_multiplier(40, 50, 0, 15, 30.0, None) == (50 - 40) / 15
+    assert parameter_golf_lr_multiplier(40, 50, 0, 15, 30.0, 0) == (50 - 40) / 15
+
+
+def test_apply_schedules_takes_seconds_and_the_cap():
+    model = GPT(vocab_size=64, n_layer=2, d_model=32, n_head=2, n_kv_head=1)
+    golf = dict(OPTIM, warmdown="parameter_golf", warmdown_iters=15)
+    opts = build_optimizers(model, golf)
+    assert apply_schedules(opts, 40, 50, golf)["lr_mult"] == (50 - 40) / 15
+    assert opts[-1].param_groups[0]["lr"] == OPTIM["matrix_lr"] * ((50 - 40) / 15)
+    logged = apply_schedules(opts, 10, 20000, golf, elapsed_s=30.0, wallclock_s=60.0)
+    assert logged["lr_mult"] == 30000.0 / 45000.0
+    # The fraction rule: elapsed_s / wallclock_s is the elapsed fraction it always took.
+    frac = dict(OPTIM, warmdown_frac=0.6, weight_decay=0.1, wd_schedule="linear_to_zero")
+    opts = build_optimizers(model, frac)
+    logged = apply_schedules(opts, 10, 100, frac, elapsed_s=30.0, wallclock_s=60.0)
+    assert logged["lr_mult"] == lr_multiplier(10, 100, 0, 0.6, 0.5)
+    assert opts[-1].param_groups[0]["weight_decay"] == 0.1 * wd_multiplier(
+        "linear_to_zero", 10, 100, 0.5
+    )
+    assert apply_schedules(opts, 10, 100, frac, elapsed_s=30.0)["lr_mult"] == 1.0  # no cap

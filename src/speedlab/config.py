@@ -401,12 +401,32 @@ def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
             _check_names(f"studies.{name}.published.{field}", study["published"][field], conditions)
 
 
+def _measure_gpu_runs(config: dict, schema: dict) -> None:
+    """Measure every GPU run's model shape that is not cached yet in one probe (one torch start
+    for the whole config, instead of one per shape), before the runs are fitted one by one."""
+    runs = []
+    for name, study in config["studies"].items():
+        for condition in study["conditions"]:
+            resolved = _checked_run(config, name, condition, schema)
+            if resolved["train"]["gpus"] > 0:
+                runs.append((resolved, tokenizer_vocab(config)))
+    if runs:
+        from speedlab.train import memory
+
+        try:
+            memory.measure(runs)
+        except ValueError as e:
+            raise ConfigError(f"invalid configuration:\n  GPU memory plan: {e}") from None
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate the whole tree (filling defaults in place) and every run config it implies."""
+    """Validate the whole tree (filling defaults in place) and every run config it implies,
+    GPU runs included: each must fit one GPU by the memory plan."""
     schema = schema or load_schema()
     _check(config, schema, "")
     _check_scale(config)
     _check_selection(config)
+    _measure_gpu_runs(config, schema)
     for name, study in config["studies"].items():
         _check_study(config, name, study, schema)
     return config
@@ -505,9 +525,46 @@ def _check_layers(resolved: dict, where: str) -> None:
         )
 
 
+# Vocabulary of each official shard preset (speedlab.data.pretokenized.PRESETS, whose download
+# code the config must not import; tests/test_config.py checks that the two agree).
+PRESET_VOCAB = {"sp1024": 1024, "gpt2": 50257}
+
+
+def tokenizer_vocab(config: dict) -> int:
+    """The vocabulary the runs' shards are tokenized with (a model may pad its embedding)."""
+    data = config["data"]
+    if data["source"] == "pretokenized":
+        return PRESET_VOCAB[data["pretokenized"]["preset"]]
+    return config["tokenizer"]["vocab_size"]
+
+
+def _fit_gpu(config: dict, resolved: dict, where: str) -> None:
+    """GPU runs: train.micro_batch_seqs, if null, becomes the largest that fits one GPU by the
+    memory plan (speedlab.train.memory); a run that cannot fit is refused here, before any job.
+    Only GPU runs import the planner (and it keeps torch in a subprocess)."""
+    from speedlab.train import memory
+
+    try:
+        resolved["train"]["micro_batch_seqs"] = memory.choose_micro_batch(
+            resolved,
+            vocab_size=tokenizer_vocab(config),
+            gpu_mem_gb=memory.gpu_mem_gb(config["execution"]),
+        )
+    except ValueError as e:
+        raise ConfigError(f"invalid configuration:\n  {where}: {e}") from None
+
+
 def run_config(config: dict, study: str, condition: str, schema: dict | None = None) -> dict:
-    """The fully resolved, validated trainer config of one (study, condition)."""
+    """The fully resolved, validated trainer config of one (study, condition); a GPU run's
+    train.micro_batch_seqs is filled in by the memory plan when it is null."""
     schema = schema or load_schema()
+    resolved = _checked_run(config, study, condition, schema)
+    if resolved["train"]["gpus"] > 0:
+        _fit_gpu(config, resolved, f"studies.{study}.conditions.{condition}")
+    return resolved
+
+
+def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict:
     resolved = _resolve_run(config, study, condition)
     where = f"studies.{study}.conditions.{condition}"
     _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)

@@ -23,19 +23,29 @@ from speedlab.config import (
     config_hash,
     load_config,
     run_config,
+    tokenizer_vocab,
     validate,
 )
 
 RUNS = Path("results/runs")
+MEMORY_NOTE = (
+    "memory: estimated peak per GPU at micro_batch sequences per forward (speedlab.train.memory: "
+    "weights, grads, optimizer state, eager bf16 activations, + 10% and 1.5 GB fixed)"
+)
+
+
+SHAPE_TRAIN_KEYS = ("seq_len", "batch_seqs", "micro_batch_seqs", "gpus", "compile", "device",
+                    "arithmetic")  # fmt: skip
 
 
 def shape_key(cfg: dict) -> str:
-    """What sets the step time: the model, the batch, the GPU count and compilation."""
+    """What sets the step time: the model, the batch and its micro-batches, the GPU count,
+    compilation and arithmetic."""
     t = cfg["train"]
     return config_hash(
         {
             "model": cfg["model"],
-            "train": {k: t[k] for k in ("seq_len", "batch_seqs", "gpus", "compile", "device")},
+            "train": {k: t[k] for k in SHAPE_TRAIN_KEYS},
         }
     )
 
@@ -108,6 +118,20 @@ def gpu_hour_price(config: dict) -> float | None:
     return config["plan"]["gpu_hour_usd"].get(model or "default")
 
 
+def memory_columns(config: dict, cfg: dict) -> dict:
+    """A GPU run's micro-batch and its estimated peak memory per GPU against the GPU's (GB);
+    None for CPU runs."""
+    if cfg["train"]["gpus"] == 0:
+        return {"micro_batch": None, "peak_gb": None, "gpu_mem_gb": None}
+    from speedlab.train import memory
+
+    e = memory.estimate(
+        cfg, vocab_size=tokenizer_vocab(config), gpu_mem_gb=memory.gpu_mem_gb(config["execution"])
+    )
+    return {"micro_batch": e["micro_batch_seqs"], "peak_gb": e["peak_gb"],
+            "gpu_mem_gb": e["gpu_mem_gb"]}  # fmt: skip
+
+
 def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
     finished = finished_runs(root)
     price = gpu_hour_price(config)
@@ -133,6 +157,7 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
                     "study": study,
                     "condition": condition,
                     "gpus": gpus,
+                    **memory_columns(config, cfg),
                     "runs": len(seeds),
                     "done": done,
                     "pending": pending,
@@ -149,13 +174,19 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
 def format_plan(table: pd.DataFrame, config: dict) -> str:
     price = gpu_hour_price(config)
     model = config["execution"]["gpu_model"] or "default"
+    memory = [
+        "–" if pd.isna(peak) else f"{peak:.1f} / {gpu:g}"
+        for peak, gpu in zip(table["peak_gb"], table["gpu_mem_gb"], strict=True)
+    ]
     shown = table.assign(
+        micro_batch=table["micro_batch"].map(lambda v: "–" if pd.isna(v) else f"{int(v)}"),
+        peak_gb=memory,
         step_s=table["step_s"].map("{:.3g}".format),
         hours_per_run=table["hours_per_run"].map("{:.3g}".format),
         gpu_hours_pending=table["gpu_hours_pending"].map("{:,.1f}".format),
         usd_pending=table["usd_pending"].map(lambda v: "–" if v is None else f"${v:,.0f}"),
-    )
-    lines = [shown.to_markdown(index=False), ""]
+    ).rename(columns={"peak_gb": "mem_gb (est. / GPU)"})
+    lines = [shown.drop(columns="gpu_mem_gb").to_markdown(index=False), ""]
     for study, part in table.groupby("study", sort=False):
         usd = part["usd_pending"].sum() if price is not None else None
         cost = f", ${usd:,.0f}" if usd is not None else ""
@@ -166,6 +197,8 @@ def format_plan(table: pd.DataFrame, config: dict) -> str:
         )
     rate = f"${price:g}/GPU-hour ({model})" if price is not None else f"no price for {model}"
     lines.append(f"prices: {rate}; GPU-hours count pending runs only")
+    if table["peak_gb"].notna().any():
+        lines.append(MEMORY_NOTE)
     return "\n".join(lines)
 
 

@@ -45,14 +45,20 @@ def read_header(path: str | Path) -> np.ndarray:
     return header
 
 
-def read_shard(path: str | Path) -> np.ndarray:
-    """The shard's tokens as a read-only uint16 memmap, after checking header and length."""
+def shard_tokens(path: str | Path) -> int:
+    """The shard's token count, after checking its header and that its length matches."""
     n = int(read_header(path)[2])
     expected = HEADER_BYTES + 2 * n
     if os.path.getsize(path) != expected:
         raise ValueError(
             f"{path}: {os.path.getsize(path)} bytes, header promises {n} tokens ({expected} bytes)"
         )
+    return n
+
+
+def read_shard(path: str | Path) -> np.ndarray:
+    """The shard's tokens as a read-only uint16 memmap, after checking header and length."""
+    n = shard_tokens(path)
     return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
 
 
@@ -72,6 +78,39 @@ def load_split(manifest_path: str | Path) -> np.ndarray:
     manifest = json.loads(manifest_path.read_text())
     parts = [read_shard(manifest_path.parent / name) for name in manifest["shards"]]
     return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0])
+
+
+class SplitReader:
+    """A split's shards (in manifest order) read as one endless token stream, window by window.
+
+    read(start, n) returns tokens start .. start+n of the shards' concatenation repeated forever
+    (wrapping from the last shard back to the first), reading just those bytes from the files:
+    nothing is memory-mapped or kept, so a process's memory does not grow with the shard count
+    or with how far training has read.
+    """
+
+    def __init__(self, manifest_path: str | Path):
+        manifest_path = Path(manifest_path)
+        manifest = json.loads(manifest_path.read_text())
+        self.paths = [manifest_path.parent / name for name in manifest["shards"]]
+        self.lengths = [shard_tokens(path) for path in self.paths]
+        self.starts = np.concatenate(([0], np.cumsum(self.lengths)))
+        self.total = int(self.starts[-1])
+        if self.total == 0:
+            raise ValueError(f"{manifest_path}: the split has no tokens")
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        out, pos = np.empty(n, dtype=np.int64), start % self.total
+        done = 0
+        while done < n:
+            i = int(np.searchsorted(self.starts, pos, side="right")) - 1
+            offset = pos - int(self.starts[i])
+            k = min(n - done, self.lengths[i] - offset)
+            out[done : done + k] = np.fromfile(
+                self.paths[i], dtype="<u2", count=k, offset=HEADER_BYTES + 2 * offset
+            )
+            done, pos = done + k, (pos + k) % self.total
+        return out
 
 
 def file_fingerprint(path: str | Path, content_hash: bool = False) -> dict:

@@ -35,13 +35,18 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return [bool(v) for v in t.tolist()]
 
-    def mean(self, value: torch.Tensor) -> float:
+    def mean(self, values: torch.Tensor) -> list[float]:
+        """The mean over ranks of each element, as Python floats (one host sync)."""
+        values = values.detach().clone()
         if self.size > 1:
-            value = value.detach().clone()
-            dist.all_reduce(value, op=dist.ReduceOp.AVG if value.is_cuda else dist.ReduceOp.SUM)
-            if not value.is_cuda:  # gloo has no AVG
-                value /= self.size
-        return value.item()
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values /= self.size  # gloo has no AVG; SUM then divide is the same on NCCL
+        return values.flatten().tolist()
+
+    def sum_(self, values: torch.Tensor) -> None:
+        """All-reduce SUM in place (nothing with one process)."""
+        if self.size > 1:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
 
 
 def setup(device: torch.device) -> World:

@@ -1,20 +1,28 @@
-"""One training run: (resolved config, seed) -> metrics.jsonl, summary.json, model.pt, provenance.
+"""One training run: (resolved config, seed) -> metrics.jsonl, summary.json, model.pt,
+roundtrip.json, provenance.json.
 
 Deterministic on the CPU for a given config and seed: the seed fixes the initialisation and, with
 train.data_order=seeded, which sequences are read; validation is always the same token prefix.
-Training time excludes validation, as parameter-golf counts it.
+Training time excludes validation and the compile warm-up, as parameter-golf counts it.
 
-train() is four steps: set_up (processes, data, model, optimizers), resume (a checkpoint of this
-run, else validation at step 0), train_loop (the loop, on one screen: schedule, forward/backward,
-optimizer steps, then logging, validation and checkpoints as small calls) and write_outputs.
-What differs between model kinds or optimizers stays behind their own interfaces: the model's
-after_step() (nGPT renormalizes), the parameter groups' schedule targets (Muon's momentum).
+train() is five steps: set_up (processes, data, model, optimizers), warm_up (compiled runs only:
+compile before the clock, then rewind), resume (a checkpoint of this run, else validation at step
+0), train_loop (the loop, on one screen) and the outputs: write_outputs, then the int8+zlib
+roundtrip scored on the training device(s), as train_gpt.py ends. What differs between model
+kinds or optimizers stays behind their own interfaces: the model's after_step() (nGPT
+renormalizes), the parameter groups' schedule targets (Muon's momentum).
+
+The hot path does not wait for the device: losses stay on it and are read, all-reduced and
+checked (NaN, signals) at log points only (every train.log_every steps, at validation and
+checkpoint steps, and at the end), where the clock also syncs the device. Per-step times in
+metrics.jsonl are the mean step time of their log window.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -25,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,39 +42,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.config import config_hash
-from speedlab.data.shards import load_split
+from speedlab.data.shards import SplitReader, load_split
 from speedlab.files import atomic_path
-from speedlab.train import checkpoint, distributed
+from speedlab.train import checkpoint, distributed, precision, quantize
+from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
 from speedlab.train.optim import apply_schedules, build_optimizers
 from speedlab.train.validation import autocast, device_of, evaluate, val_slice
-
-
-class Batches:
-    """Training batches of shape (batch_seqs, seq_len) from one token stream."""
-
-    def __init__(self, tokens: np.ndarray, batch_seqs: int, seq_len: int, order: str, seed: int):
-        self.tokens, self.b, self.t, self.order = tokens, batch_seqs, seq_len, order
-        self.span = batch_seqs * seq_len + 1
-        if len(tokens) < self.span:
-            raise ValueError(
-                f"train split has {len(tokens)} tokens, fewer than one batch "
-                f"(train.batch_seqs * train.seq_len + 1 = {self.span})"
-            )
-        self.rng = np.random.default_rng(seed)
-
-    def get(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.order == "fixed":
-            # Consecutive spans, wrapping around at the end, identical for every seed.
-            n_spans = len(self.tokens) // (self.span - 1)
-            start = (step % max(n_spans - 1, 1)) * (self.span - 1)
-            chunk = np.asarray(self.tokens[start : start + self.span], dtype=np.int64)
-            return chunk[:-1].reshape(self.b, self.t), chunk[1:].reshape(self.b, self.t)
-        starts = self.rng.integers(0, len(self.tokens) - self.t - 1, size=self.b)
-        rows = np.stack([np.asarray(self.tokens[s : s + self.t + 1], np.int64) for s in starts])
-        return rows[:, :-1], rows[:, 1:]
-
 
 # Dense bf16 peak of the GPUs people train these models on, per device (vendor data sheets).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
@@ -149,9 +132,9 @@ class Run:
     cfg: dict
     seed: int
     world: distributed.World
-    model: nn.Module  # the plain module: validation, checkpoints, after_step
-    ddp: nn.Module  # DDP around it with several processes, else the model itself
-    step_model: nn.Module  # what the loop calls: ddp, torch.compile'd when train.compile
+    model: nn.Module  # the plain module: checkpoints, after_step, state dicts
+    core: nn.Module  # the model, torch.compile'd when training is compiled: validation uses it
+    ddp: nn.Module  # DDP around core with several processes, else core: the loop calls it
     optimizers: list
     batches: Batches
     val_tokens: np.ndarray
@@ -162,6 +145,8 @@ class Run:
     ckpt_path: Path | None
     identity: dict
     stop: StopFlag
+    compiled: bool = False
+    graphs_after_warmup: int | None = None  # dynamo's graph count once warm
 
     @property
     def tokens_per_step(self) -> int:
@@ -186,6 +171,34 @@ class Progress:
     train_loss: float = float("nan")
     diverged: bool = False
     resumed_from: int | None = None
+    pending: list = field(default_factory=list)  # (step, loss on the device, schedule) to flush
+
+
+class Clock:
+    """Training seconds. now() is the host's view (no device sync), for schedules and the cap;
+    sync() waits for the device and books the time; restart() leaves out what happened since
+    (validation, checkpoints)."""
+
+    def __init__(self, device: torch.device, start_s: float):
+        self.device, self.booked = device, start_s
+        self.restart()
+
+    def _wait(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def restart(self) -> None:
+        self._wait()
+        self.t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return self.booked + time.perf_counter() - self.t0
+
+    def sync(self) -> float:
+        self._wait()
+        t = time.perf_counter()
+        self.booked, self.t0 = self.booked + t - self.t0, t
+        return self.booked
 
 
 class Metrics:
@@ -229,10 +242,13 @@ def train(
     run = set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkpoint_dir)
     summary = {}
     try:
+        warm_up(run)
         progress = train_loop(run, resume(run))
         if run.world.main:  # rank 0 alone writes the outputs
             inputs = {"train": train_manifest, "val": val_manifest, "token_bytes": token_bytes}
             summary = write_outputs(run, progress, meta, out_dir, inputs)
+        run.world.barrier()
+        score_roundtrip(run, progress, out_dir)
     finally:
         run.stop.restore()
     run.world.barrier()  # the others wait for them, then all leave together (a gloo peer
@@ -247,30 +263,31 @@ def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkp
     torch.manual_seed(seed)
     if world.device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    train_tokens = load_split(train_manifest)
-    val_tokens = val_slice(load_split(val_manifest), tcfg["val_tokens"])
+    else:
+        precision.set_cuda_math(tcfg["arithmetic"])
     table = np.load(token_bytes)
     vocab_size = padded_vocab(table.shape[1], mcfg["vocab_size"])
     model = build_model(mcfg, vocab_size).to(world.device)
-    optimizers = build_optimizers(model, cfg["optim"])
+    precision.cast_model(model, tcfg["arithmetic"], mcfg["kind"])
     # The global batch is fixed by the config; the GPU count only changes how it is split into
     # per-rank micro-batches and accumulation steps, so results do not depend on the world size.
     split = micro_batches(tcfg["batch_seqs"], tcfg["micro_batch_seqs"], world.size)
-    ddp = model
-    if world.size > 1:
-        ddp = DDP(model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    compiled = compile_enabled(tcfg["compile"], world.device)
+    core = torch.compile(model, dynamic=False, fullgraph=True) if compiled else model
+    ddp = core
+    if world.size > 1:  # buffers (rotary tables) are the same everywhere: no broadcast
+        ids = [world.device.index] if world.device.type == "cuda" else None
+        ddp = DDP(core, device_ids=ids, **_no_buffer_sync())
     run = Run(
         cfg=cfg,
         seed=seed,
         world=world,
         model=model,
+        core=core,
         ddp=ddp,
-        step_model=torch.compile(ddp) if tcfg["compile"] else ddp,
-        optimizers=optimizers,
-        batches=Batches(
-            train_tokens, tcfg["batch_seqs"], tcfg["seq_len"], tcfg["data_order"], seed
-        ),
-        val_tokens=val_tokens,
+        optimizers=build_optimizers(model, cfg["optim"], tcfg["arithmetic"]),
+        batches=Batches(SplitReader(train_manifest), tcfg, split, world.size, seed),
+        val_tokens=val_slice(load_split(val_manifest), tcfg["val_tokens"]),
         byte_table=table,
         vocab_size=vocab_size,
         split=split,
@@ -278,12 +295,26 @@ def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkp
         ckpt_path=Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None,
         identity={"config_hash": config_hash(cfg), "seed": seed},
         stop=StopFlag(),
+        compiled=compiled,
     )
-    say_plan(run, len(train_tokens))
+    say_plan(run)
     return run
 
 
-def say_plan(run: Run, n_train_tokens: int) -> None:
+def _no_buffer_sync() -> dict:
+    """DDP's keyword for "no buffer broadcast per forward", in this torch's spelling."""
+    import inspect
+
+    newer = "forward_sync_buffers" in inspect.signature(DDP).parameters
+    return {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+
+
+def compile_enabled(setting, device: torch.device) -> bool:
+    """train.compile: true, false, or auto (on CUDA only)."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
+def say_plan(run: Run) -> None:
     tcfg, (_, accum, micro) = run.cfg["train"], run.split
     wallclock = tcfg["max_wallclock_s"]
     run.say(
@@ -291,8 +322,43 @@ def say_plan(run: Run, n_train_tokens: int) -> None:
         f"{tcfg['steps']} steps x {run.tokens_per_step:,} tokens ({accum} micro-batch(es) of "
         f"{micro} seqs per rank)"
         + (f" or {wallclock:g}s of training" if wallclock else "")
-        + f"; train split {n_train_tokens:,} tokens, val {len(run.val_tokens) - 1:,} tokens"
+        + f"; train split {run.batches.reader.total:,} tokens ({tcfg['data_order']} order), "
+        f"val {len(run.val_tokens) - 1:,} tokens; arithmetic {tcfg['arithmetic']}"
+        + ("; compiled" if run.compiled else "")
     )
+
+
+def warm_up(run: Run) -> None:
+    """Compiled runs: train compile_warmup_steps real steps and score one validation batch, so
+    every graph is compiled before the clock starts, then put back the initial weights, optimizer
+    state and data order (as train_gpt.py's warm-up does). Nothing is logged."""
+    n = run.cfg["train"]["compile_warmup_steps"]
+    if not run.compiled or n == 0:
+        return
+    t0 = time.perf_counter()
+    weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    states = [copy.deepcopy(opt.state_dict()) for opt in run.optimizers]
+    data_rng = copy.deepcopy(run.batches.rng.bit_generator.state)
+    for step in range(1, n + 1):
+        train_step(run, step)
+    micro, seq_len = run.split[2], run.cfg["train"]["seq_len"]
+    evaluate(run.core, run.val_tokens[: micro * seq_len + 1], run.byte_table, seq_len, micro)
+    run.model.load_state_dict(weights)
+    for opt, state in zip(run.optimizers, states, strict=True):
+        opt.load_state_dict(state)
+    run.batches.rng.bit_generator.state, run.batches._starts = data_rng, None
+    run.graphs_after_warmup = compiled_graphs()
+    run.say(
+        f"compile warm-up: {n} steps in {time.perf_counter() - t0:.1f}s (not counted, undone); "
+        f"{run.graphs_after_warmup} graph(s)"
+    )
+
+
+def compiled_graphs() -> int:
+    """How many graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def resume(run: Run) -> Progress:
@@ -314,35 +380,27 @@ def resume(run: Run) -> Progress:
 
 def train_loop(run: Run, p: Progress) -> Progress:
     """From p.step to train.steps, or until the loss is not finite or the time budget is spent.
-    A signal saves a checkpoint and exits (SystemExit(PREEMPTED_EXIT)) after the current step."""
-    tcfg, ocfg = run.cfg["train"], run.cfg["optim"]
+    A signal saves a checkpoint and exits (SystemExit(PREEMPTED_EXIT)) at the next log point."""
+    tcfg = run.cfg["train"]
     steps, wallclock, every = tcfg["steps"], tcfg["max_wallclock_s"], tcfg["checkpoint_every"]
+    clock = Clock(run.world.device, p.train_time)
     for step in range(p.step + 1, steps + 1):
-        t0 = time.perf_counter()
-        # The schedule: lr warmup and warmdown (by steps or by the clock, whichever is further
-        # on), weight decay, Muon's momentum warmup; each group scales the targets it carries.
-        elapsed_frac = p.train_time / wallclock if wallclock else 0.0
-        schedule = apply_schedules(run.optimizers, step - 1, steps, ocfg, elapsed_frac)
-        loss = forward_backward(run, step)
-        if ocfg["grad_clip"] is not None:  # global-norm clipping over all parameters
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), ocfg["grad_clip"])
-        for opt in run.optimizers:
-            opt.step()
-        run.model.after_step()  # nGPT: weights back onto the unit sphere; GPT: nothing
-        run.model.zero_grad(set_to_none=True)
-        p.train_loss = run.world.mean(loss)  # syncs the GPU, so the timing below is honest
-        step_s = time.perf_counter() - t0
-        p.step, p.train_time = step, p.train_time + step_s
-        record_step(run, p, schedule, step_s)
-        if not math.isfinite(p.train_loss):
-            p.diverged = True
-            run.say(f"step {step}: loss is {p.train_loss}; stopping (diverged)")
-            break
-        # Ranks measure slightly different times and get signals at different moments: agree.
-        out_of_time, stopping = run.world.any(
-            bool(wallclock) and p.train_time >= wallclock, bool(run.stop)
+        # The schedule: lr warmup and warmdown (by steps or by the clock), weight decay, Muon's
+        # momentum warmup; each group scales the targets it carries.
+        now = clock.now()
+        schedule = apply_schedules(
+            run.optimizers, step - 1, steps, run.cfg["optim"], now, wallclock
         )
+        schedule["schedule_time_s"] = now  # the training time the schedule saw (host clock)
+        p.pending.append((step, train_step(run, step), schedule))
+        # Capped runs agree on the cap every step, as train_gpt.py does (ranks' clocks differ).
+        out_of_time = bool(wallclock) and run.world.any(clock.now() >= wallclock)[0]
         last = step == steps or out_of_time
+        if not (last or is_log_point(step, tcfg)):
+            continue
+        stopping = flush(run, p, clock)
+        if p.diverged:
+            break
         if step % tcfg["log_every"] == 0 or last:
             say_progress(run, p)
         if step % tcfg["val_every"] == 0 or last:
@@ -351,38 +409,77 @@ def train_loop(run: Run, p: Progress) -> Progress:
             save_checkpoint(run, p)
             if stopping:
                 preempted(run, step)
+        clock.restart()  # validation and checkpoints are not training time
         if out_of_time:
             run.say(f"max_wallclock_s={wallclock:g} reached at step {step}")
             break
     return p
 
 
+def is_log_point(step: int, tcfg: dict) -> bool:
+    every = (tcfg["log_every"], tcfg["val_every"], tcfg["checkpoint_every"])
+    return any(k and step % k == 0 for k in every)
+
+
+def train_step(run: Run, step: int) -> torch.Tensor:
+    """One optimizer step; returns this rank's mean loss, still on the device."""
+    loss = forward_backward(run, step)
+    clip = run.cfg["optim"]["grad_clip"]
+    if clip is not None:  # global-norm clipping over all parameters
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
+    for opt in run.optimizers:
+        opt.step()
+    run.model.after_step()  # nGPT: weights back onto the unit sphere; GPT: nothing
+    run.model.zero_grad(set_to_none=True)
+    return loss
+
+
 def forward_backward(run: Run, step: int) -> torch.Tensor:
     """Gradients of this rank's share of the step's global batch, in micro-batches; returns the
     mean loss (this rank's). Gradients are all-reduced once, on the last micro-batch."""
-    world, (per_rank, accum, micro) = run.world, run.split
-    x, y = run.batches.get(step - 1)
-    x = torch.from_numpy(x[world.rank * per_rank : (world.rank + 1) * per_rank]).to(world.device)
-    y = torch.from_numpy(y[world.rank * per_rank : (world.rank + 1) * per_rank]).to(world.device)
+    world, accum = run.world, run.split[1]
     loss_sum = torch.zeros((), device=world.device)
     for i in range(accum):
+        batch = run.batches.get(step - 1, i, world.rank)
+        x, y = (torch.from_numpy(a).to(world.device) for a in batch)
         sync = i == accum - 1 or world.size == 1
         with contextlib.nullcontext() if sync else run.ddp.no_sync(), autocast(world.device):
-            loss = run.step_model(x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro])
-        (loss / accum).backward()
-        loss_sum += loss.detach() / accum
-    return loss_sum
+            loss = run.ddp(x, y)
+        (loss * (1.0 / accum)).backward()
+        loss_sum += loss.detach()
+    return loss_sum / accum
 
 
-def record_step(run: Run, p: Progress, schedule: dict, step_s: float) -> None:
+def flush(run: Run, p: Progress, clock: Clock) -> bool:
+    """At a log point: one host sync for the losses since the last one (mean over ranks) and the
+    stop flag; their rows, with the window's mean step time; the first non-finite loss ends the
+    run as diverged. Returns whether any rank was signalled to stop."""
+    start = p.train_time
+    p.train_time = clock.sync()
+    steps, losses, schedules = zip(*p.pending, strict=True)
+    flag = torch.tensor([float(bool(run.stop))], device=run.world.device)
+    *values, stop = run.world.mean(torch.cat([torch.stack(losses).float(), flag]))
+    step_s = (p.train_time - start) / len(steps)
+    p.pending.clear()
+    for k, (step, loss, schedule) in enumerate(zip(steps, values, schedules, strict=True)):
+        p.step, p.train_loss = step, loss
+        record_step(run, p, schedule, start + (k + 1) * step_s, step_s)
+        if not math.isfinite(loss):  # the run is recorded as having diverged at this step
+            p.diverged = True
+            run.say(f"step {step}: loss is {loss}; stopping at step {steps[-1]} (diverged)")
+            break
+    return stop > 0
+
+
+def record_step(run: Run, p: Progress, schedule: dict, time_s: float, step_s: float) -> None:
     run.log.record(
         step=p.step,
         tokens=p.step * run.tokens_per_step,
-        time_s=p.train_time,
+        time_s=time_s,
         train_loss=p.train_loss,
         **schedule,
         step_ms=1000 * step_s,
-        tok_s=run.tokens_per_step / step_s,
+        tok_s=run.tokens_per_step / step_s if step_s > 0 else None,
     )
 
 
@@ -398,18 +495,22 @@ def say_progress(run: Run, p: Progress) -> None:
     )
 
 
-def validate(run: Run, step: int, train_time: float) -> dict | None:
-    """Rank 0 validates the plain module (no collectives) and logs it; the others wait."""
-    v = None
-    if run.world.main:
-        tcfg = run.cfg["train"]
-        v = evaluate(run.model, run.val_tokens, run.byte_table, tcfg["seq_len"], tcfg["batch_seqs"])
-        run.log.record(step=step, tokens=step * run.tokens_per_step, time_s=train_time, **v)
-        run.say(
-            f"step {step}/{tcfg['steps']} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}"
-        )
-    run.world.barrier()
+def validate(run: Run, step: int, train_time: float) -> dict:
+    """Every rank scores its slice of the validation tokens (compiled when training is), the
+    sums are all-reduced; rank 0 logs the result."""
+    v = score(run)
+    run.log.record(step=step, tokens=step * run.tokens_per_step, time_s=train_time, **v)
+    steps = run.cfg["train"]["steps"]
+    run.say(f"step {step}/{steps} val_loss {v['val_loss']:.4f} val_bpb {v['val_bpb']:.4f}")
     return v
+
+
+def score(run: Run) -> dict:
+    """val_loss and val_bpb of the current weights, in micro-batch-sized batches."""
+    micro, seq_len = run.split[2], run.cfg["train"]["seq_len"]
+    return evaluate(
+        run.core, run.val_tokens, run.byte_table, seq_len, micro, run.world, tail=run.model
+    )
 
 
 def save_checkpoint(run: Run, p: Progress) -> None:
@@ -454,9 +555,26 @@ def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict
         torch.save(ckpt, tmp)
     _write_json(out_dir / "summary.json", summary)
     _write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
-    if run.ckpt_path:
-        run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
     return summary
+
+
+def score_roundtrip(run: Run, p: Progress, out_dir: Path) -> None:
+    """The int8+zlib export of the final weights, reloaded and validated on the training
+    device(s) by every rank, as train_gpt.py ends; rank 0 writes roundtrip.json. The checkpoint
+    goes only then: a job stopped before this point retrains nothing on its rerun."""
+    t0 = time.perf_counter()
+    state = run.model.state_dict()
+    packed, blob = quantize.export(state, run.cfg["quant"])
+    raw_bytes = quantize.state_bytes(state)
+    run.model.load_state_dict(quantize.dequantize_state(quantize.decompress(blob)))
+    q = score(run)
+    if run.world.main:
+        result = quantize.result(packed, blob, raw_bytes, q, p.last_val)
+        result["eval_time_s"] = time.perf_counter() - t0
+        _write_json(out_dir / "roundtrip.json", result)
+        run.say(quantize.describe(result))
+        if run.ckpt_path:
+            run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
 
 
 def _summary(run: Run, p: Progress, meta: dict) -> dict:
@@ -480,11 +598,31 @@ def _summary(run: Run, p: Progress, meta: dict) -> dict:
         "mfu": mfu(fpt * tokens / p.train_time, device, tcfg["peak_tflops"])
         if p.train_time > 0
         else None,
-        "peak_memory_mb": (
-            torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        "micro_batch_seqs": run.split[2],
+        "accumulation_steps": run.split[1],
+        "compiled": run.compiled,
+        "recompiles_after_warmup": (
+            compiled_graphs() - run.graphs_after_warmup
+            if run.graphs_after_warmup is not None
+            else None
         ),
+        **_memory(run),
+    }
+
+
+def _memory(run: Run) -> dict:
+    """Peak memory: on a GPU the allocator's peak next to the plan's estimate (to check it),
+    on a CPU the process's peak RSS."""
+    device = run.world.device
+    if device.type != "cuda":
+        return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    from speedlab.train import memory
+
+    estimate = memory.estimate(run.cfg, run.split[2])
+    return {
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+        "peak_memory_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20,
+        "peak_memory_estimate_mb": estimate["peak_gb"] * 1024,
     }
 
 

@@ -5,6 +5,17 @@ matrix, computed with an odd quintic polynomial iteration (Newton-Schulz or Pola
 transformer layer gets its own parameter group (momentum, lr and weight-decay multipliers) so that
 layer-wise schedules can be studied. Optional extras, all off by default: decoupled (cautious)
 weight decay and NorMuon's neuron-wise normalization of the orthogonalized update.
+
+Two arithmetics (train.arithmetic). fp32: the iteration in fp32 on CPUs (bf16 on GPUs), the rest of
+Muon's step in the parameters' dtype, torch's default Adam. parameter_golf: train_gpt.py's, on
+every device: the iteration in bf16 with a bf16 result, the shape scale multiplied in bf16, the
+update cast to the parameter's dtype only when applied, fused Adam. Both apply every option.
+
+Under torch.distributed with several processes each rank orthogonalizes only its share of the
+matrices (matrix i of the flattened list goes to rank i % world size, so the work is spread even
+with one group per layer), keeps momentum only for those, and one all-gather per step gives every
+rank every update. Each update is computed exactly as one process would compute it, so the weights
+are bitwise those of a single-process run.
 """
 
 from __future__ import annotations
@@ -12,9 +23,18 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
-from speedlab.train.schedules import layer_momenta, lr_multiplier, per_layer_list, wd_multiplier
+from speedlab.train.schedules import (
+    layer_momenta,
+    lr_multiplier,
+    parameter_golf_lr_multiplier,
+    per_layer_list,
+    wd_multiplier,
+)
+
+ARITHMETICS = ("fp32", "parameter_golf")
 
 # Quintic coefficients chosen to push singular values towards 1 as fast as possible from (0, 1];
 # they do not converge exactly to 1 (the result lands in roughly [0.7, 1.2]), which is enough.
@@ -44,11 +64,16 @@ POLAR_EXPRESS_SAFETY = 1.02
 POLAR_EXPRESS_TAIL = (15 / 8, -10 / 8, 3 / 8)
 
 
-def _odd_quintic_iteration(g: Tensor, coeffs, safety: float, eps: float) -> Tensor:
+def _odd_quintic_iteration(g: Tensor, coeffs, safety: float, eps: float, arithmetic: str) -> Tensor:
     """Apply X <- aX + b(XX^T)X + c(XX^T)^2 X for each (a, b, c), i.e. p(s) to every singular
-    value s of X = G / (safety ||G||_F), leaving the singular vectors alone."""
-    # bf16 halves the cost on GPUs and the iteration is robust to it; CPUs gain nothing from it.
-    x = g.bfloat16() if g.is_cuda else g.float()
+    value s of X = G / (safety ||G||_F), leaving the singular vectors alone.
+
+    fp32 arithmetic returns G's dtype; parameter_golf returns the bf16 iterate itself.
+    """
+    pg = arithmetic == "parameter_golf"
+    # bf16 halves the cost on GPUs and the iteration is robust to it; CPUs gain nothing from it,
+    # but train_gpt.py's arithmetic is bf16 wherever it runs.
+    x = g.bfloat16() if pg or g.is_cuda else g.float()
     x = x / (x.norm() * safety + eps)  # Frobenius norm >= spectral norm: singular values <= 1
     transposed = x.size(0) > x.size(1)
     if transposed:  # iterate on the smaller Gram matrix
@@ -56,15 +81,16 @@ def _odd_quintic_iteration(g: Tensor, coeffs, safety: float, eps: float) -> Tens
     for a, b, c in coeffs:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if transposed else x).to(g.dtype)
+    x = x.T if transposed else x
+    return x if pg else x.to(g.dtype)
 
 
-def newton_schulz5(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+def newton_schulz5(g: Tensor, steps: int = 5, eps: float = 1e-7, arithmetic="fp32") -> Tensor:
     """Approximately orthogonalize a 2-D matrix (U V^T of its SVD) with `steps` NS iterations."""
-    return _odd_quintic_iteration(g, [NS_COEFFS] * steps, 1.0, eps)
+    return _odd_quintic_iteration(g, [NS_COEFFS] * steps, 1.0, eps, arithmetic)
 
 
-def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7, arithmetic="fp32") -> Tensor:
     """Approximately orthogonalize a 2-D matrix with `steps` Polar Express iterations.
 
     Built for 5 steps (singular values of the result within about [0.85, 1.14] for an input
@@ -73,7 +99,7 @@ def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     """
     coeffs = itertools.chain(POLAR_EXPRESS_COEFFS, itertools.repeat(POLAR_EXPRESS_TAIL))
     return _odd_quintic_iteration(
-        g, list(itertools.islice(coeffs, steps)), POLAR_EXPRESS_SAFETY, eps
+        g, list(itertools.islice(coeffs, steps)), POLAR_EXPRESS_SAFETY, eps, arithmetic
     )
 
 
@@ -98,9 +124,12 @@ class Muon(torch.optim.Optimizer):
         cautious_wd: bool = False,
         normuon: bool = False,
         normuon_beta2: float = 0.95,
+        arithmetic: str = "fp32",
     ):
         if orthogonalize not in ORTHOGONALIZERS:
             raise ValueError(f"optim.orthogonalize: unknown method {orthogonalize!r}")
+        _check_arithmetic(arithmetic)
+        self.arithmetic = arithmetic
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -114,34 +143,127 @@ class Muon(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
+    def matrices(self) -> list[tuple[dict, Tensor]]:
+        """(group, matrix) for every matrix, groups in order: the list the ranks share out."""
+        return [(group, p) for group in self.param_groups for p in group["params"]]
+
     @torch.no_grad()
     def step(self):
-        for group in self.param_groups:
-            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
-            orthogonalize = ORTHOGONALIZERS[group["orthogonalize"]]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                buf = state.setdefault("momentum_buffer", torch.zeros_like(p.grad))
-                buf.mul_(mu).add_(p.grad)
-                g = p.grad.add(buf, alpha=mu) if group["nesterov"] else buf
-                update = orthogonalize(g, group["ns_steps"])
-                if group["normuon"]:
-                    update = normuon_normalize(update, state, group["normuon_beta2"])
-                # Orthogonal updates of tall matrices have a smaller RMS; rescale so every matrix
-                # moves by a comparable amount per step.
-                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
-                if wd:
-                    # Decoupled decay, p <- p (1 - lr wd), with the scheduled lr of the update.
-                    # Cautious (Chen et al. 2025, arXiv 2510.12402): decay only the entries where
-                    # the step -lr * update already moves p towards zero, sign(update) ==
-                    # sign(p), so decay never fights the optimizer's own direction.
-                    if group["cautious_wd"]:
-                        p.mul_(torch.where(update * p > 0, 1 - lr * wd, 1.0))
-                    else:
-                        p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr)
+        rank, world = _rank_and_world()
+        matrices = self.matrices()
+        if world == 1:
+            for group, p in matrices:
+                if p.grad is not None:
+                    self._apply(group, p, self._update(group, p))
+            return
+        updates = self._shared_updates(matrices, rank, world)
+        for (group, p), update in zip(matrices, updates, strict=True):
+            if p.grad is not None:  # the same on every rank (DDP gives every rank every grad)
+                self._apply(group, p, update)
+
+    def _update(self, group: dict, p: Tensor) -> Tensor:
+        """p's step direction: Nesterov momentum, orthogonalized, (NorMuon), shape-scaled."""
+        state, mu = self.state[p], group["momentum"]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p.grad)
+        buf = state["momentum_buffer"]
+        buf.mul_(mu).add_(p.grad)
+        g = p.grad.add(buf, alpha=mu) if group["nesterov"] else buf
+        orthogonalize = ORTHOGONALIZERS[group["orthogonalize"]]
+        update = orthogonalize(g, group["ns_steps"], arithmetic=self.arithmetic)
+        if group["normuon"]:
+            update = normuon_normalize(update, state, group["normuon_beta2"])
+        # Orthogonal updates of tall matrices have a smaller RMS; rescale so every matrix moves by
+        # a comparable amount per step (in place: in bf16 under parameter_golf arithmetic).
+        update *= max(1.0, p.size(0) / p.size(1)) ** 0.5
+        return update
+
+    def _apply(self, group: dict, p: Tensor, update: Tensor) -> None:
+        """Weight decay (if any), then p <- p - lr * update, in p's dtype."""
+        lr, wd = group["lr"], group["weight_decay"]
+        update = update.to(p.dtype)
+        if wd:
+            # Decoupled decay, p <- p (1 - lr wd), with the scheduled lr of the update.
+            # Cautious (Chen et al. 2025, arXiv 2510.12402): decay only the entries where the
+            # step -lr * update already moves p towards zero, sign(update) == sign(p), so decay
+            # never fights the optimizer's own direction.
+            if group["cautious_wd"]:
+                p.mul_(torch.where(update * p > 0, 1 - lr * wd, 1.0))
+            else:
+                p.mul_(1 - lr * wd)
+        p.add_(update, alpha=-lr)
+
+    def _shared_updates(self, matrices, rank: int, world: int) -> list[Tensor]:
+        """Every matrix's update, each computed on its own rank, all-gathered in one collective."""
+        offsets, chunk = shard_layout([p.numel() for _, p in matrices], world)
+        first = matrices[0][1]
+        dtype = torch.bfloat16 if self.arithmetic == "parameter_golf" else first.dtype
+        mine = torch.zeros(chunk, dtype=dtype, device=first.device)
+        for i in range(rank, len(matrices), world):
+            group, p = matrices[i]
+            if p.grad is not None:
+                start = offsets[i] - rank * chunk
+                mine[start : start + p.numel()] = self._update(group, p).reshape(-1)
+        gathered = torch.empty(world * chunk, dtype=dtype, device=first.device)
+        _all_gather(gathered, mine)
+        pieces = zip(offsets, matrices, strict=True)
+        return [gathered[o : o + p.numel()].view_as(p) for o, (_, p) in pieces]
+
+    def full_state_dict(self) -> dict:
+        """state_dict() with every rank's momentum (a collective: call it on every rank).
+
+        Under several processes each rank holds state only for its own matrices, so a checkpoint
+        written by one rank needs this; load_state_dict then keeps each rank's own share.
+        """
+        state = self.state_dict()
+        if _rank_and_world()[1] == 1:
+            return state
+        on_cpu = {i: {k: v.cpu() for k, v in s.items()} for i, s in state["state"].items()}
+        shares = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, on_cpu)
+        state["state"] = {i: s for share in shares for i, s in share.items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        rank, world = _rank_and_world()
+        for i, (_, p) in enumerate(self.matrices()):
+            if i % world != rank:
+                self.state.pop(p, None)
+
+
+def shard_layout(numels: list[int], world: int) -> tuple[list[int], int]:
+    """Where each matrix's update sits in the all-gathered buffer, and each rank's chunk size.
+
+    Matrix i belongs to rank i % world; rank r's matrices fill its chunk in order, and the chunk
+    [r * chunk, (r + 1) * chunk) is what rank r contributes (padded to the largest share).
+    """
+    filled = [0] * world
+    local = []
+    for i, n in enumerate(numels):
+        local.append(filled[i % world])
+        filled[i % world] += n
+    chunk = max(filled)
+    return [(i % world) * chunk + off for i, off in enumerate(local)], chunk
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather(output: Tensor, local: Tensor) -> None:
+    # torch >= 2.13 names it all_gather_single; older versions only all_gather_into_tensor.
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(output, local)
+
+
+def _check_arithmetic(arithmetic: str) -> None:
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(
+            f"train.arithmetic: unknown arithmetic {arithmetic!r} (expected one of {ARITHMETICS})"
+        )
 
 
 def normuon_normalize(o: Tensor, state: dict, beta2: float, eps: float = 1e-8) -> Tensor:
@@ -166,13 +288,18 @@ def normuon_normalize(o: Tensor, state: dict, beta2: float, eps: float = 1e-8) -
 CONTROL_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights")
 
 
-def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
+def build_optimizers(
+    model, optim_cfg: dict, arithmetic: str = "fp32"
+) -> list[torch.optim.Optimizer]:
     """Split parameters into embedding Adam, scalar Adam and the block matrices (Muon, or AdamW
     with optim.matrix_optimizer: adam; one group per layer), in that order.
 
     Every group carries its own schedule targets (base_lr; the matrices' base_wd and, for Muon,
-    target_momentum), which apply_schedules scales step by step.
+    target_momentum), which apply_schedules scales step by step. `arithmetic` is
+    train.arithmetic: parameter_golf makes the Adams fused, as train_gpt.py's are (their state
+    takes each parameter's dtype: bf16 for a bf16 token embedding), and Muon's math bf16.
     """
+    _check_arithmetic(arithmetic)
     wd_multiplier(optim_cfg["wd_schedule"], 0, 1)  # fail now on a bad name
     matrix_groups = _matrix_groups(model, optim_cfg)
     muon_ids = {id(p) for g in matrix_groups for p in g["params"]}
@@ -181,12 +308,11 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
     named = dict(model.named_parameters())
     embeds = [named[n] for n in embed_names if n in named]
     scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
-    betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
-    eps = optim_cfg["adam_eps"]
+    adam = _adam_options(optim_cfg, arithmetic)
     optimizers = [
-        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], betas=betas, eps=eps),
-        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], betas=betas, eps=eps),
-        _matrix_optimizer(matrix_groups, optim_cfg),
+        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], **adam),
+        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], **adam),
+        _matrix_optimizer(matrix_groups, optim_cfg, arithmetic),
     ]
     for opt in optimizers:
         for group in opt.param_groups:
@@ -196,6 +322,17 @@ def build_optimizers(model, optim_cfg: dict) -> list[torch.optim.Optimizer]:
         "every parameter must sit in exactly one optimizer"
     )
     return optimizers
+
+
+def _adam_options(optim_cfg: dict, arithmetic: str) -> dict:
+    """betas and eps from the config; fused=True under parameter_golf arithmetic (else torch's
+    default, which keeps the fp32 path as it was)."""
+    options = dict(
+        betas=(optim_cfg["adam_beta1"], optim_cfg["adam_beta2"]), eps=optim_cfg["adam_eps"]
+    )
+    if arithmetic == "parameter_golf":
+        options["fused"] = True
+    return options
 
 
 def _matrix_groups(model, optim_cfg: dict) -> list[dict]:
@@ -246,14 +383,15 @@ def _weight_decay(model, optim_cfg: dict) -> float:
     return weight_decay
 
 
-def _matrix_optimizer(groups: list[dict], optim_cfg: dict) -> torch.optim.Optimizer:
+def _matrix_optimizer(
+    groups: list[dict], optim_cfg: dict, arithmetic: str
+) -> torch.optim.Optimizer:
     if optim_cfg["matrix_optimizer"] == "adam":
         # The same per-layer groups (lr and wd multipliers, wd schedule), without momenta.
         for group in groups:
             del group["momentum"], group["target_momentum"]
-        betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
         return torch.optim.AdamW(
-            groups, lr=optim_cfg["matrix_lr"], betas=betas, eps=optim_cfg["adam_eps"]
+            groups, lr=optim_cfg["matrix_lr"], **_adam_options(optim_cfg, arithmetic)
         )
     return Muon(
         groups,
@@ -264,15 +402,20 @@ def _matrix_optimizer(groups: list[dict], optim_cfg: dict) -> torch.optim.Optimi
         cautious_wd=optim_cfg["cautious_wd"],
         normuon=optim_cfg["normuon"],
         normuon_beta2=optim_cfg["normuon_beta2"],
+        arithmetic=arithmetic,
     )
 
 
-def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_frac=0.0):
-    """Set every group's lr, weight decay and Muon momentum for `step` from the targets the group
-    carries; returns what the metrics log: lr_mult, and the first and last layer's momentum."""
-    mult = lr_multiplier(
-        step, total_steps, optim_cfg["warmup_steps"], optim_cfg["warmdown_frac"], elapsed_frac
-    )
+def apply_schedules(
+    optimizers, step: int, total_steps: int, optim_cfg: dict, elapsed_s=0.0, wallclock_s=None
+) -> dict:
+    """Set every group's lr, weight decay and Muon momentum for `step` (0-based, the step about to
+    run) from the targets the group carries; elapsed_s is the training time so far and
+    wallclock_s the cap (train.max_wallclock_s; None = none). Returns what the metrics log:
+    lr_mult, and the first and last layer's momentum."""
+    capped = wallclock_s is not None and wallclock_s > 0
+    elapsed_frac = elapsed_s / wallclock_s if capped else 0.0
+    mult = _lr_mult(optim_cfg, step, total_steps, elapsed_s, wallclock_s if capped else None)
     wd_mult = wd_multiplier(optim_cfg["wd_schedule"], step, total_steps, elapsed_frac)
     warm = optim_cfg["momentum_warmup_steps"]
     frac = min(step / warm, 1.0) if warm > 0 else 1.0
@@ -290,3 +433,19 @@ def apply_schedules(optimizers, step: int, total_steps: int, optim_cfg: dict, el
     if momenta:
         logged.update(momentum_first=momenta[0], momentum_last=momenta[-1])
     return logged
+
+
+def _lr_mult(optim_cfg: dict, step: int, total_steps: int, elapsed_s: float, wallclock_s) -> float:
+    """optim.warmdown's rule (after optim.warmup_steps of linear warmup); wallclock_s: the cap."""
+    warmup, rule = optim_cfg["warmup_steps"], optim_cfg["warmdown"]
+    if rule == "parameter_golf":
+        iters = optim_cfg["warmdown_iters"]
+        return parameter_golf_lr_multiplier(
+            step, total_steps, warmup, iters, elapsed_s, wallclock_s
+        )
+    if rule != "fraction":
+        raise ValueError(
+            f"optim.warmdown: unknown rule {rule!r} (expected fraction or parameter_golf)"
+        )
+    elapsed_frac = elapsed_s / wallclock_s if wallclock_s else 0.0
+    return lr_multiplier(step, total_steps, warmup, optim_cfg["warmdown_frac"], elapsed_frac)

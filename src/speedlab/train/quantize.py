@@ -1,5 +1,9 @@
 """int8 + zlib roundtrip: how small the trained model compresses and what that costs in bpb.
 
+The training job runs it at its end on its own device(s) (loop.score_roundtrip, as train_gpt.py
+does); `python -m speedlab.train.quantize` recomputes it from a finished run's model.pt, e.g. with
+another --scheme.
+
 Two schemes, picked by `quant.scheme` in the run config (or --scheme):
 
 - "simple" (default): each 2-D weight with more than keep_float_max_numel elements becomes
@@ -34,7 +38,8 @@ import torch
 from speedlab.data.shards import load_split
 from speedlab.train.models import build_model
 from speedlab.train.optim import CONTROL_NAMES
-from speedlab.train.validation import evaluate, val_slice
+from speedlab.train.precision import cast_model
+from speedlab.train.validation import device_of, evaluate, val_slice
 
 SCHEMES = ("simple", "parameter_golf")
 
@@ -210,46 +215,79 @@ def decompress(blob: bytes) -> dict:
     return torch.load(io.BytesIO(zlib.decompress(blob)), weights_only=True)
 
 
-def roundtrip(
-    model_pt: Path, val_manifest: Path, token_bytes: Path, out: Path, scheme: str | None = None
-) -> dict:
-    """Quantize, compress, reload and evaluate; scheme None means the config's quant.scheme."""
-    ckpt = torch.load(model_pt, map_location="cpu", weights_only=False)
-    cfg = ckpt["config"]
-    scheme = scheme or cfg["quant"]["scheme"]
+def export(state: dict, quant_cfg: dict, scheme: str | None = None) -> tuple[dict, bytes]:
+    """The packed state and its compressed blob, by `scheme` (None: the config's quant.scheme)."""
+    scheme = scheme or quant_cfg["scheme"]
     if scheme == "simple":
         packed = quantize_state(
-            ckpt["model"], cfg["quant"]["keep_float_max_numel"], cfg["quant"]["clip_percentile"]
+            state, quant_cfg["keep_float_max_numel"], quant_cfg["clip_percentile"]
         )
     else:
-        packed = quantize_state(ckpt["model"], scheme=scheme)
-    blob = compress(packed)
-    model = build_model(cfg["model"], ckpt["vocab_size"])
-    model.load_state_dict(dequantize_state(decompress(blob)))
-    tokens = val_slice(load_split(val_manifest), cfg["train"]["val_tokens"])
-    table = np.load(token_bytes)
-    q = evaluate(model, tokens, table, cfg["train"]["seq_len"], cfg["train"]["batch_seqs"])
+        packed = quantize_state(state, scheme=scheme)
+    return packed, compress(packed)
+
+
+def state_bytes(state: dict) -> int:
+    """Size of the torch.save'd raw state dict (train_gpt.py's "Serialized model" bytes)."""
     raw = io.BytesIO()
-    torch.save(ckpt["model"], raw)
-    pg = scheme == "parameter_golf"
+    torch.save(state, raw)
+    return raw.getbuffer().nbytes
+
+
+def result(packed: dict, blob: bytes, raw_bytes: int, q: dict, final: dict) -> dict:
+    """roundtrip.json: sizes, and val_loss / val_bpb before (`final`) and after (`q`)."""
+    pg = scheme_of(packed) == "parameter_golf"
     code = code_bytes()
-    result = {
-        "scheme": scheme,
+    out = {
+        "scheme": scheme_of(packed),
         "payload_bytes": payload_bytes(packed),
         "compressed_bytes": len(blob),
         "code_bytes": code,
         "artifact_bytes": len(blob) + code,
-        "raw_state_bytes": raw.getbuffer().nbytes,
+        "raw_state_bytes": raw_bytes,
         "n_int8_tensors": len(packed["quantized" if pg else "int8"]),
         "n_float_tensors": len(packed["passthrough" if pg else "float"]),
         "q_val_loss": q["val_loss"],
         "q_val_bpb": q["val_bpb"],
-        "val_loss": ckpt["final"]["val_loss"],
-        "val_bpb": ckpt["final"]["val_bpb"],
+        "val_loss": final["val_loss"],
+        "val_bpb": final["val_bpb"],
     }
-    result["bpb_increase"] = result["q_val_bpb"] - result["val_bpb"]
-    Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    out["bpb_increase"] = out["q_val_bpb"] - out["val_bpb"]
+    return out
+
+
+def describe(r: dict) -> str:
+    return (
+        f"int8+zlib ({r['scheme']}): payload {r['payload_bytes']:,} bytes, compressed "
+        f"{r['compressed_bytes']:,}, code+model {r['artifact_bytes']:,}; val_bpb "
+        f"{r['val_bpb']:.4f} -> {r['q_val_bpb']:.4f} ({r['bpb_increase']:+.4f})"
+    )
+
+
+def roundtrip(
+    model_pt: Path,
+    val_manifest: Path,
+    token_bytes: Path,
+    out: Path,
+    scheme: str | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Recompute a finished run's roundtrip from its model.pt (the training job already wrote
+    roundtrip.json): quantize, compress, reload into a model of the run's arithmetic, evaluate
+    on `device` in the run's micro-batch size."""
+    ckpt = torch.load(model_pt, map_location="cpu", weights_only=False)
+    cfg, tcfg = ckpt["config"], ckpt["config"]["train"]
+    packed, blob = export(ckpt["model"], cfg["quant"], scheme)
+    target = device_of(device)
+    model = build_model(cfg["model"], ckpt["vocab_size"])
+    cast_model(model, tcfg.get("arithmetic", "fp32"), cfg["model"]["kind"])
+    model.load_state_dict(dequantize_state(decompress(blob)))
+    tokens = val_slice(load_split(val_manifest), tcfg["val_tokens"])
+    batch = tcfg.get("micro_batch_seqs") or tcfg["batch_seqs"]
+    q = evaluate(model.to(target), tokens, np.load(token_bytes), tcfg["seq_len"], batch)
+    r = result(packed, blob, state_bytes(ckpt["model"]), q, ckpt["final"])
+    Path(out).write_text(json.dumps(r, indent=2) + "\n")
+    return r
 
 
 def main(argv=None) -> None:
@@ -264,15 +302,12 @@ def main(argv=None) -> None:
         default=None,
         help="quantization rules (default: the run config's quant.scheme)",
     )
+    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    r = roundtrip(args.model, args.val, args.token_bytes, args.out, args.scheme)
-    print(
-        f"int8+zlib ({r['scheme']}): payload {r['payload_bytes']:,} bytes, compressed "
-        f"{r['compressed_bytes']:,}, code+model {r['artifact_bytes']:,}; val_bpb "
-        f"{r['val_bpb']:.4f} -> {r['q_val_bpb']:.4f} ({r['bpb_increase']:+.4f})"
-    )
+    r = roundtrip(args.model, args.val, args.token_bytes, args.out, args.scheme, args.device)
+    print(describe(r))
 
 
 if __name__ == "__main__":

@@ -66,3 +66,33 @@ def lr_multiplier(
     if warmdown_frac > 0 and remaining < warmdown_frac:
         return max(remaining, 0.0) / warmdown_frac
     return 1.0
+
+
+def parameter_golf_lr_multiplier(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    warmdown_iters: int,
+    elapsed_s: float = 0.0,
+    wallclock_s: float | None = None,
+) -> float:
+    """train_gpt.py's lr_mul (optim.warmdown: parameter_golf), after a linear warmup if any.
+
+    Without a wall-clock cap: linear to zero over the last warmdown_iters steps. With one, the
+    warmdown lasts warmdown_iters steps at the mean step time measured so far, and it ends when
+    the cap does: the multiplier is the time left over the warmdown's length, once that is less
+    than 1. Computed in milliseconds, as train_gpt.py does, so the floats are the same as its own.
+    warmdown_iters <= 0 means no warmdown.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if warmdown_iters <= 0:
+        return 1.0
+    if not wallclock_s:  # None or 0: no cap (train_gpt.py: MAX_WALLCLOCK_SECONDS <= 0)
+        if max(total_steps - warmdown_iters, 0) <= step < total_steps:
+            return max((total_steps - step) / max(warmdown_iters, 1), 0.0)
+        return 1.0
+    elapsed_ms, cap_ms = 1000.0 * elapsed_s, 1000.0 * wallclock_s
+    warmdown_ms = warmdown_iters * (elapsed_ms / max(step, 1))
+    remaining_ms = max(cap_ms - elapsed_ms, 0.0)
+    return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0

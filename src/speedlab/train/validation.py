@@ -36,24 +36,40 @@ def val_slice(tokens: np.ndarray, max_tokens: int) -> np.ndarray:
     return tokens if max_tokens <= 0 else tokens[: max_tokens + 1]
 
 
+def rank_slice(n_seq: int, rank: int, world: int) -> tuple[int, int]:
+    """The validation sequences rank `rank` scores: contiguous, as train_gpt.py splits them."""
+    return n_seq * rank // world, n_seq * (rank + 1) // world
+
+
 @torch.no_grad()
-def evaluate(model, tokens: np.ndarray, byte_table: np.ndarray, seq_len: int, batch_seqs: int):
-    """Mean loss (nats/token) and bits per byte over the full sequences that fit in `tokens`."""
+def evaluate(model, tokens, byte_table, seq_len: int, batch_seqs: int, world=None, tail=None):
+    """Mean loss (nats/token) and bits per byte over the full sequences that fit in `tokens`.
+
+    With a multi-process `world`, each rank scores its slice of the sequences and the sums are
+    all-reduced, so every rank returns the same numbers. Each batch's mean loss is weighted by its
+    token count in float64, as train_gpt.py sums it. `tail` (the plain module) scores a last,
+    shorter batch, so that a compiled `model` only ever sees one shape.
+    """
     device = next(model.parameters()).device
     n_seq = (len(tokens) - 1) // seq_len
     if n_seq == 0:
         raise ValueError(f"validation split has {len(tokens)} tokens, fewer than seq_len={seq_len}")
+    first, end = rank_slice(n_seq, world.rank, world.size) if world else (0, n_seq)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, tokens, bytes
     was_training = model.training
     model.eval()
-    loss_sum, n_tokens, n_bytes = 0.0, 0, 0
-    for first in range(0, n_seq, batch_seqs):
-        b = min(batch_seqs, n_seq - first)
-        chunk = np.asarray(tokens[first * seq_len : (first + b) * seq_len + 1], dtype=np.int64)
+    for start in range(first, end, batch_seqs):
+        b = min(batch_seqs, end - start)
+        chunk = np.asarray(tokens[start * seq_len : (start + b) * seq_len + 1], dtype=np.int64)
         x, y = chunk[:-1].reshape(b, seq_len), chunk[1:].reshape(b, seq_len)
+        scorer = model if b == batch_seqs or tail is None else tail
         with autocast(device):
-            loss = model(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), "sum")
-        loss_sum += float(loss)
-        n_tokens += y.size
-        n_bytes += int(sequence_bytes(byte_table, x, y).sum())
+            loss = scorer(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+        sums[0] += loss.detach().double() * y.size
+        sums[1] += y.size
+        sums[2] += float(sequence_bytes(byte_table, x, y).sum())
     model.train(was_training)
+    if world is not None:
+        world.sum_(sums)
+    loss_sum, n_tokens, n_bytes = sums.tolist()
     return {"val_loss": loss_sum / n_tokens, "val_bpb": loss_sum / math.log(2) / n_bytes}

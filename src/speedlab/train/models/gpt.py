@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speedlab.train.models.layers import (
+    CastedLinear,
     Rotary,
     apply_rotary,
     head_dims,
@@ -27,10 +28,10 @@ class Attention(nn.Module):
         super().__init__()
         self.head_dim, kv_dim = head_dims(dim, n_head, n_kv_head)
         self.n_head, self.n_kv_head = n_head, n_kv_head
-        self.c_q = nn.Linear(dim, dim, bias=False)
-        self.c_k = nn.Linear(dim, kv_dim, bias=False)
-        self.c_v = nn.Linear(dim, kv_dim, bias=False)
-        self.proj = nn.Linear(dim, dim, bias=False)
+        self.c_q = CastedLinear(dim, dim, bias=False)
+        self.c_k = CastedLinear(dim, kv_dim, bias=False)
+        self.c_v = CastedLinear(dim, kv_dim, bias=False)
+        self.proj = CastedLinear(dim, dim, bias=False)
         self.proj.zero_init = True
         self.q_gain = nn.Parameter(torch.full((n_head,), qk_gain))
         self.rotary = Rotary(self.head_dim, rope_base)
@@ -53,8 +54,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, dim: int, mult: int):
         super().__init__()
-        self.fc = nn.Linear(dim, mult * dim, bias=False)
-        self.proj = nn.Linear(mult * dim, dim, bias=False)
+        self.fc = CastedLinear(dim, mult * dim, bias=False)
+        self.proj = CastedLinear(mult * dim, dim, bias=False)
         self.proj.zero_init = True
 
     def forward(self, x: Tensor) -> Tensor:
@@ -94,6 +95,9 @@ class GPT(nn.Module):
     ):
         super().__init__()
         self.logit_softcap = logit_softcap
+        # fp32: the softcap acts on fp32 logits; parameter_golf (set by precision.cast_model):
+        # on the compute-dtype logits, cast to fp32 only for the loss, as train_gpt.py does.
+        self.softcap_in_compute_dtype = False
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
             Block(d_model, n_head, n_kv_head, mlp_mult, rope_base, qk_gain_init)
@@ -104,7 +108,7 @@ class GPT(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(n_skip, d_model))
         nn.init.normal_(self.tok_emb.weight, std=embed_init_std)
         for m in self.modules():
-            if isinstance(m, nn.Linear) and getattr(m, "zero_init", False):
+            if isinstance(m, CastedLinear) and getattr(m, "zero_init", False):
                 nn.init.zeros_(m.weight)
 
     def logits(self, idx: Tensor) -> Tensor:
@@ -117,8 +121,10 @@ class GPT(nn.Module):
             if skips:
                 x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
             x = block(x, x0)
-        logits = F.linear(rms_norm(x), self.tok_emb.weight.to(x.dtype)).float()
-        return self.logit_softcap * torch.tanh(logits / self.logit_softcap)
+        logits = F.linear(rms_norm(x), self.tok_emb.weight.to(x.dtype))
+        if not self.softcap_in_compute_dtype:
+            logits = logits.float()
+        return (self.logit_softcap * torch.tanh(logits / self.logit_softcap)).float()
 
     def forward(self, idx: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
         logits = self.logits(idx)

@@ -1,4 +1,5 @@
-"""Layers every model kind shares: RMSNorm, rotary embeddings, q/k/v projection, shape keys."""
+"""Layers every model kind shares: RMSNorm, a linear layer that casts its weight to the input's
+dtype, rotary embeddings, q/k/v projection, shape keys."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+class CastedLinear(nn.Linear):
+    """nn.Linear whose weight is cast to the input's dtype at use: with train.arithmetic
+    parameter_golf the weight is stored in fp32 while the activations are bf16 (on CPUs too,
+    without autocast). With fp32 inputs and weights it is exactly nn.Linear."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
 class Rotary(nn.Module):
     def __init__(self, head_dim: int, base: float):
         super().__init__()
@@ -20,8 +31,10 @@ class Rotary(nn.Module):
 
     def forward(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
         # Cached per (length, device): the tables are recomputed only when the shape changes.
+        # Positions take inv_freq's dtype: fp32, or bf16 once a parameter_golf model has been
+        # cast (train_gpt.py's .bfloat16() casts this buffer too, and its tables follow).
         if self._cache is None or self._cache[0] != seq_len or self._cache[1] != device:
-            t = torch.arange(seq_len, device=device, dtype=torch.float32)
+            t = torch.arange(seq_len, device=device, dtype=self.inv_freq.dtype)
             freqs = torch.outer(t, self.inv_freq.to(device))
             self._cache = (seq_len, device, freqs.cos()[None, None], freqs.sin()[None, None])
         return self._cache[2], self._cache[3]

@@ -1,0 +1,69 @@
+"""Which tokens each micro-batch of each rank trains on: train.data_order.
+
+- fixed: step s reads one consecutive span of batch_seqs * seq_len + 1 tokens (span s, wrapping
+  around), the same for every seed; each rank and micro-batch takes its rows of it.
+- seeded: the seed picks batch_seqs random windows per step (a checkpoint keeps the generator).
+- parameter_golf: train_gpt.py's DistributedTokenLoader. The shards are one stream, shard after
+  shard, wrapping around; every micro-batch of every rank takes the next micro_batch_seqs *
+  seq_len + 1 tokens (the extra token gives the last target and is not reused), the ranks of one
+  micro-step side by side. So step s, micro-batch i, rank r starts at token
+  ((s * accum + i) * world + r) * (micro * seq_len + 1).
+
+The order is a function of the step (and, for seeded, of the generator's state), so a resumed
+run and the compile warm-up's rewind read exactly what an uninterrupted run reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from speedlab.data.shards import SplitReader
+
+ORDERS = ("fixed", "seeded", "parameter_golf")
+
+
+class Batches:
+    """(x, y) int64 arrays of shape (micro, seq_len) for (step, micro-batch, rank)."""
+
+    def __init__(self, reader: SplitReader, train_cfg: dict, split, world_size: int, seed: int):
+        if train_cfg["data_order"] not in ORDERS:
+            raise ValueError(f"train.data_order: unknown {train_cfg['data_order']!r}")
+        self.reader, self.order, self.t = reader, train_cfg["data_order"], train_cfg["seq_len"]
+        self.b = train_cfg["batch_seqs"]
+        self.per_rank, self.accum, self.micro = split
+        self.world = world_size
+        need = self.micro * self.t + 1 if self.order == "parameter_golf" else self.b * self.t + 1
+        if reader.total < need:
+            raise ValueError(
+                f"train split has {reader.total} tokens, fewer than one batch ({need} = "
+                + (
+                    "train.micro_batch_seqs * train.seq_len + 1)"
+                    if self.order == "parameter_golf"
+                    else "train.batch_seqs * train.seq_len + 1)"
+                )
+            )
+        self.rng = np.random.default_rng(seed)
+        self._starts: tuple[int, np.ndarray] | None = None  # seeded: this step's windows
+
+    def get(self, step: int, micro: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """Micro-batch `micro` of rank `rank` at 0-based `step`."""
+        if self.order == "parameter_golf":
+            span = self.micro * self.t + 1
+            chunk = self.reader.read(((step * self.accum + micro) * self.world + rank) * span, span)
+            return chunk[:-1].reshape(self.micro, self.t), chunk[1:].reshape(self.micro, self.t)
+        first = rank * self.per_rank + micro * self.micro  # this micro-batch's rows of the step
+        if self.order == "fixed":
+            n_spans = self.reader.total // (self.b * self.t)
+            start = (step % max(n_spans - 1, 1)) * self.b * self.t + first * self.t
+            chunk = self.reader.read(start, self.micro * self.t + 1)
+            return chunk[:-1].reshape(self.micro, self.t), chunk[1:].reshape(self.micro, self.t)
+        rows = np.stack([self.reader.read(s, self.t + 1) for s in self._seeded(step)])
+        rows = rows[first : first + self.micro]
+        return rows[:, :-1], rows[:, 1:]
+
+    def _seeded(self, step: int) -> np.ndarray:
+        # Every rank draws the whole step's windows (same seed, same draws) and takes its rows.
+        if self._starts is None or self._starts[0] != step:
+            starts = self.rng.integers(0, self.reader.total - self.t - 1, size=self.b)
+            self._starts = (step, starts)
+        return self._starts[1]
