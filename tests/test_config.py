@@ -286,7 +286,8 @@ def test_set_entries_override_by_dotted_key():
          "nearest: studies.quickstart.conditions.layerwise.optim.matrix_lr"),
         ("nothing=1", "the top level has anchors, data, defaults"),
         ("defaults.train.steps=many", "defaults.train.steps: 'many' cannot be read as integer"),
-        ("defaults.train.compile=maybe", "'maybe' cannot be read as boolean"),
+        ("defaults.train.compile=maybe",
+         "'maybe' cannot be read as one of \"auto\", true, false"),
         ("data.source=s3", "'s3' cannot be read as one of \"hf\", \"local\", \"pretokenized\""),
         ("defaults.train.steps", "'defaults.train.steps': expected dotted.key=value"),
     ],
@@ -315,3 +316,124 @@ def test_a_scale_carries_data_settings_under_the_command_line():
     c["scales"]["smoke"]["data"] = {"source": "s3"}
     with pytest.raises(ConfigError, match="  data.source: 's3' is not one of"):
         validate(apply_command_line(c, {"scale": "smoke"}))
+
+
+@pytest.fixture(scope="module")
+def probe_here(tmp_path_factory):
+    """GPU plans measure activations in this process (the probe is loaded), into a session
+    cache rather than the checkout's (as test_memory)."""
+    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
+        yield
+
+
+# parameter-golf's train_gpt.py (commit 4908dc46f) defaults -> the speedlab key and value that
+# reproduce them; `full` must be exactly this recipe.
+TRAIN_GPT_DEFAULTS = {
+    "NUM_LAYERS": ("model.n_layer", 9),
+    "MODEL_DIM": ("model.d_model", 512),
+    "NUM_HEADS": ("model.n_head", 8),
+    "NUM_KV_HEADS": ("model.n_kv_head", 4),
+    "MLP_MULT": ("model.mlp_mult", 2),
+    "ROPE_BASE": ("model.rope_base", 10000.0),
+    "QK_GAIN_INIT": ("model.qk_gain_init", 1.5),
+    "LOGIT_SOFTCAP": ("model.logit_softcap", 30.0),
+    "TIED_EMBED_INIT_STD": ("model.embed_init_std", 0.005),
+    "MATRIX_LR": ("optim.matrix_lr", 0.04),
+    "SCALAR_LR": ("optim.scalar_lr", 0.04),
+    "TIED_EMBED_LR": ("optim.embed_lr", 0.05),
+    "MUON_MOMENTUM": ("optim.momentum", 0.95),
+    "MUON_MOMENTUM_WARMUP_STEPS": ("optim.momentum_warmup_steps", 500),
+    "MUON_MOMENTUM_WARMUP_START": ("optim.momentum_warmup_start", 0.85),
+    "MUON_BACKEND_STEPS": ("optim.ns_steps", 5),
+    "BETA1": ("optim.adam_beta1", 0.9),
+    "BETA2": ("optim.adam_beta2", 0.95),
+    "ADAM_EPS": ("optim.adam_eps", 1e-8),
+    "WARMDOWN_ITERS": ("optim.warmdown_iters", 1200),
+    "ITERATIONS": ("train.steps", 20000),
+    "TRAIN_SEQ_LEN": ("train.seq_len", 1024),
+    "MAX_WALLCLOCK_SECONDS": ("train.max_wallclock_s", 600.0),
+    "VAL_LOSS_EVERY": ("train.val_every", 1000),
+    "TRAIN_LOG_EVERY": ("train.log_every", 200),
+    "WARMUP_STEPS": ("train.compile_warmup_steps", 20),  # compile warm-up, undone
+}
+# The rest of train_gpt.py's recipe, as speedlab spells it.
+PARAMETER_GOLF_RECIPE = {
+    "train.batch_seqs": 512,  # TRAIN_BATCH_TOKENS 524,288 / 1,024
+    "train.val_tokens": 0,  # the whole val split
+    "train.data_order": "parameter_golf",
+    "train.arithmetic": "parameter_golf",
+    "train.compile": "auto",
+    "optim.warmup_steps": 0,
+    "optim.warmdown": "parameter_golf",
+    "optim.grad_clip": None,  # GRAD_CLIP_NORM 0
+    "optim.weight_decay": 0.0,
+    "optim.matrix_optimizer": "muon",
+    "model.kind": "gpt",  # tied embeddings (TIE_EMBEDDINGS 1)
+    "model.vocab_size": None,  # the tokenizer's: VOCAB_SIZE 1024
+    "quant.scheme": "parameter_golf",
+}
+
+
+@pytest.mark.parametrize("scale, gpus", [("full", 8), ("full1gpu", 1)])
+def test_full_scale_is_train_gpt_defaults(scale, gpus, probe_here):
+    from speedlab.config import flatten
+
+    c = validate(cfg(scale=scale))
+    assert c["tokenizer"]["vocab_size"] == 1024
+    for condition in c["studies"]["quickstart"]["conditions"]:
+        run = flatten(run_config(c, "quickstart", condition))
+        for var, (key, value) in TRAIN_GPT_DEFAULTS.items():
+            if not (var == "MUON_MOMENTUM" and condition == "layerwise"):
+                assert run[key] == value, (var, key)
+        assert {k: run[k] for k in PARAMETER_GOLF_RECIPE} == PARAMETER_GOLF_RECIPE
+        # 8 // WORLD_SIZE accumulation steps of 512 / 8 = 64 sequences, as train_gpt.py
+        assert (run["train.gpus"], run["train.micro_batch_seqs"]) == (gpus, 64)
+        assert run["train.batch_seqs"] // gpus // run["train.micro_batch_seqs"] == 8 // gpus
+    assert c["plan"]["step_time_s"][scale] == pytest.approx(0.04354 * (8 // gpus), rel=1e-3)
+
+
+def test_train_gpt_defaults_are_those_of_the_reference_checkout():
+    """When reference/parameter-golf is there, its train_gpt.py still has these defaults."""
+    import re
+
+    script = REPO / "reference" / "parameter-golf" / "train_gpt.py"
+    if not script.exists():
+        pytest.skip("no reference/parameter-golf checkout")
+    text = script.read_text()
+    for var, (_, value) in TRAIN_GPT_DEFAULTS.items():
+        found = re.search(rf'os\.environ\.get\("{var}", "?([0-9._e-]+)"?\)', text)
+        assert found and float(found.group(1).replace("_", "")) == pytest.approx(value), var
+    assert re.search(r'"TRAIN_BATCH_TOKENS", 524_288', text) and '"VOCAB_SIZE", 1024' in text
+
+
+def test_preset_vocabularies_match_the_official_shards():
+    from speedlab.config import PRESET_VOCAB
+    from speedlab.data.pretokenized import PRESETS
+
+    assert {name: spec.vocab_size for name, spec in PRESETS.items()} == PRESET_VOCAB
+
+
+def test_gpu_runs_get_a_micro_batch_and_cpu_runs_keep_none(probe_here):
+    c = validate(cfg(scale="modded124m"))  # 12 x 768, vocab 50304: 512 sequences cannot fit
+    micro = run_config(c, "quickstart", "uniform")["train"]["micro_batch_seqs"]
+    assert 512 % micro == 0 and 1 <= micro < 512
+    assert run_config(validate(cfg()), "quickstart", "uniform")["train"]["micro_batch_seqs"] is None
+
+
+def test_a_gpu_run_that_cannot_fit_is_refused_naming_the_condition_and_keys(probe_here):
+    c = cfg(scale="full", **{"execution/gpu_mem_gb": 16})
+    for condition in c["studies"]["quickstart"]["conditions"].values():
+        condition.update({"model.n_layer": 48, "model.d_model": 2048})
+    with pytest.raises(ConfigError) as e:
+        validate(c)
+    message = str(e.value)
+    assert "  studies.quickstart.conditions.uniform: does not fit one GPU even at 1 sequence" in (
+        message
+    )
+    assert "against 16 GB (execution.gpu_mem_gb)" in message
+    for key in ("train.seq_len", "model.n_layer / model.d_model", "train.gpus",
+                "execution.gpu_mem_gb", "train.micro_batch_seqs"):  # fmt: skip
+        assert key in message

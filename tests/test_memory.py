@@ -24,7 +24,8 @@ NGPT = {"kind": "ngpt", "n_kv_head": 4}
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path_factory, monkeypatch):
-    """One activation cache for this module's tests (measured once), not the checkout's."""
+    """A session's activation cache, not the checkout's. The probe is imported here, so it runs
+    in this process (test_measured_once_... and test_cpu_configs_... run the subprocess)."""
     monkeypatch.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
 
 
@@ -172,19 +173,20 @@ def test_gpu_memory_by_model():
 
 
 def test_measured_once_then_read_from_the_cache(monkeypatch, tmp_path):
-    runs = [(small_run(), 512), (small_run(n_layer=2), 512), (small_run(), 512)]
+    two = small_run(n_layer=2)
+    runs = [(small_run(), 512), (two, 512), (small_run(), 512)]
     monkeypatch.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(memory, "_PROFILES", {})
     calls = []
-    real = memory._run_probe
-    monkeypatch.setattr(memory, "_run_probe", lambda reqs: calls.append(len(reqs)) or real(reqs))
+    subprocess_probe = memory._probe_subprocess
+    monkeypatch.setattr(memory, "_run_probe", lambda r: calls.append(len(r)) or subprocess_probe(r))
     memory.measure(runs)
     assert calls == [2]  # two shapes, one subprocess
     entries = json.loads((tmp_path / "activation_bytes.json").read_text())
     assert len(entries) == 2
     assert {e["torch"] for e in entries.values()} == {torch.__version__}
     monkeypatch.setattr(memory, "_PROFILES", {})  # a new process: the file answers
-    memory.estimate(small_run(n_layer=2), vocab_size=512)
+    memory.estimate(two, vocab_size=512)
     assert calls == [2]
     memory._store(tmp_path / "activation_bytes.json", {"other": {"x": 1}})  # merged, not lost
     assert len(json.loads((tmp_path / "activation_bytes.json").read_text())) == 3
@@ -194,13 +196,12 @@ def test_a_model_that_cannot_fit_is_refused_before_any_job():
     c = copy.deepcopy(BASE)
     c["scale"] = "full"
     c["execution"]["gpu_mem_gb"] = 16
-    c["studies"]["quickstart"]["conditions"]["layerwise"].update(
-        {"model.n_layer": 48, "model.d_model": 2048, "model.n_head": 16, "model.n_kv_head": 16}
-    )
+    for condition in c["studies"]["quickstart"]["conditions"].values():
+        condition.update({"model.n_layer": 48, "model.d_model": 2048})
     with pytest.raises(ConfigError) as e:
         validate(c)
     message = str(e.value)
-    assert "studies.quickstart.conditions.layerwise: " in message
+    assert message.startswith("invalid configuration:\n  studies.quickstart.conditions.uniform: ")
     assert "against 16 GB (execution.gpu_mem_gb)" in message and "even at 1 sequence" in message
     for key in ("train.seq_len", "model.n_layer", "model.d_model", "train.gpus",
                 "execution.gpu_mem_gb", "train.micro_batch_seqs"):  # fmt: skip

@@ -72,10 +72,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         results = {}
         for variant, arithmetic in CASES:
             model, muon = _train(variant, arithmetic)
+            full = muon.full_state_dict()
+            resumed = Muon([dict(g) for g in muon.param_groups], lr=0.1, momentum=0.9)
+            resumed.load_state_dict(full)  # keeps this rank's share only
             results[variant, arithmetic] = dict(
                 weights=model.state_dict(),
                 n_state=len(muon.state),  # momentum exists for this rank's matrices only
-                full_state=muon.full_state_dict()["state"],
+                n_resumed=len(resumed.state),
+                full_state=full["state"],
             )
         torch.save(results, f"{out}/rank{rank}.pt")
     finally:
@@ -115,7 +119,7 @@ def test_split_muon_equals_one_process_bitwise(world, single, tmp_path):
             got, want = results[case], single[case]
             for name, tensor in want["weights"].items():
                 assert torch.equal(got["weights"][name], tensor), (case, rank, name)
-            assert got["n_state"] == len(range(rank, n_matrices, world))
+            assert got["n_state"] == got["n_resumed"] == len(range(rank, n_matrices, world))
             # The checkpoint view: every rank's momentum gathered is the single process's.
             assert sorted(got["full_state"]) == sorted(want["state"])
             for i, state in want["state"].items():

@@ -13,6 +13,17 @@ from speedlab.plan import finished_runs, format_plan, main, plan_table, runtime_
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+@pytest.fixture(autouse=True, scope="module")
+def probe_here(tmp_path_factory):
+    """GPU plans measure activations in this process (the probe is loaded), into a session
+    cache rather than the checkout's (as test_memory)."""
+    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
+        yield
+
+
 def config(**top):
     c = copy.deepcopy(BASE)
     c.update(top)
@@ -34,12 +45,16 @@ def test_nothing_run_yet_uses_the_configured_step_time(tmp_path):
     t = plan_table(c, tmp_path).set_index("condition")
     assert list(t["pending"]) == [3, 3] and list(t["done"]) == [0, 0]
     assert t.loc["uniform", "step_time_from"] == "plan.step_time_s.full"
-    hours = 20000 * 0.35 / 3600  # full: 20,000 steps at the configured 0.35 s, one GPU
-    assert t.loc["uniform", "gpu_hours_pending"] == pytest.approx(3 * hours)
-    assert t.loc["uniform", "usd_pending"] == pytest.approx(3 * hours * 2.5)
-    # runtime: 7,000 s x 1.5 margin = 175 min, + 10 min overhead; doubled on the second attempt
-    assert runtime_minutes(c, "quickstart", "uniform") == 185
-    assert runtime_minutes(c, "quickstart", "uniform", attempt=2) == 370
+    # full: 20,000 steps at the configured 43.54 ms would take 871 s; the 600 s cap stops them
+    hours = 600 / 3600
+    assert t.loc["uniform", "gpu_hours_pending"] == pytest.approx(3 * hours * 8)  # 8 GPUs
+    assert t.loc["uniform", "usd_pending"] == pytest.approx(3 * hours * 8 * 2.5)
+    # runtime: 600 s x 1.5 margin = 15 min, + 10 min overhead; doubled on the second attempt
+    assert runtime_minutes(c, "quickstart", "uniform") == 25
+    assert runtime_minutes(c, "quickstart", "uniform", attempt=2) == 50
+    # one GPU: the same cap (full1gpu)
+    one = plan_table(config(scale="full1gpu"), tmp_path).set_index("condition")
+    assert one.loc["uniform", "gpu_hours_pending"] == pytest.approx(3 * hours)
 
 
 def test_finished_runs_count_and_measure_the_step_time(tmp_path):
@@ -79,6 +94,45 @@ def test_cli_prints_the_table_and_totals(tmp_path, capsys):
     c["execution"]["gpu_model"] = "h100"
     main(["--config-json", json.dumps({**c, "scale": "full"}), "--root", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "quickstart: 0 of 6 runs done, 6 pending: 11.7 GPU-hours, $29" in out
+    assert "quickstart: 0 of 6 runs done, 6 pending: 8.0 GPU-hours, $20" in out
     assert "$2.5/GPU-hour (h100)" in out
     assert format_plan(plan_table(validate(c), tmp_path), c).splitlines()[0].startswith("| study")
+
+
+def test_gpu_runs_show_their_micro_batch_and_memory_estimate(tmp_path, capsys):
+    from speedlab.train import memory
+
+    c = config(scale="full")
+    t = plan_table(c, tmp_path).set_index("condition")
+    cfg = run_config(c, "quickstart", "uniform")
+    e = memory.estimate(cfg, vocab_size=1024)
+    assert t.loc["uniform", "micro_batch"] == 64 == e["micro_batch_seqs"]
+    assert t.loc["uniform", "peak_gb"] == pytest.approx(e["peak_gb"]) and 10 < e["peak_gb"] < 80
+    assert t.loc["uniform", "gpu_mem_gb"] == 80
+    main(["--config-json", json.dumps({**copy.deepcopy(BASE), "scale": "full"}), "--root",
+          str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[:3]
+    assert "micro_batch" in header and "mem_gb (est. / GPU)" in header
+    assert f"| {e['peak_gb']:.1f} / 80 " in row and "|            64 |" in row
+    cpu = plan_table(config(), tmp_path)  # CPU runs: no micro-batch, no GPU memory
+    assert cpu["micro_batch"].isna().all() and cpu["peak_gb"].isna().all()
+    h200 = {**copy.deepcopy(BASE), "scale": "full", "execution": {"gpu_model": "h200"}}
+    assert plan_table(validate(h200), tmp_path)["gpu_mem_gb"].eq(141).all()
+
+
+def test_plan_refuses_a_run_that_cannot_fit_before_any_job(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(BASE))
+    big = [f"studies.quickstart.conditions.{c}.{k}" for c in ("uniform", "layerwise")
+           for k in ("model.n_layer=48", "model.d_model=2048")]  # fmt: skip
+    items = ["scale=full", "execution.gpu_mem_gb=16", *big]
+    with pytest.raises(SystemExit) as e:
+        main(["--config", *items, "--root", str(tmp_path)], prog="speedlab plan")
+    message = str(e.value)
+    assert message.startswith("speedlab plan: invalid configuration:\n  studies.quickstart.")
+    assert "does not fit one GPU even at 1 sequence per micro-batch" in message
+    for key in ("train.seq_len", "model.n_layer", "model.d_model", "train.gpus",
+                "execution.gpu_mem_gb", "train.micro_batch_seqs"):  # fmt: skip
+        assert key in message
+    assert not (tmp_path / "results" / "runs").exists()

@@ -20,6 +20,21 @@ from speedlab.plan import plan_table
 
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 CATALOGUE = ["lmd_sweep", "lmd_ablation", "lr_sweep", "muon_upgrades", "wd_scaling", "ngpt_alpha"]
+# GPUs per run as published: 64 sequences per GPU on 2 (lmd_sweep) or 8 GPUs, parameter-golf's
+# 8 x H100, nanochat's 8-GPU node, and the nGPT sweep's single GPU.
+PUBLISHED_GPUS = {"lmd_sweep": 2, "lmd_ablation": 8, "lr_sweep": 8, "muon_upgrades": 8,
+                  "wd_scaling": 8, "ngpt_alpha": 1}  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def probe_here(tmp_path_factory):
+    """GPU plans measure activations in this process (the probe is loaded), into a session
+    cache rather than the checkout's (as test_memory)."""
+    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
+        yield
 
 
 def study_config(name: str, scale: str = "full") -> dict:
@@ -121,6 +136,16 @@ def test_lr_sweep_as_published():
         assert t["batch_seqs"] * t["seq_len"] == 524_288 and t["seq_len"] == 1024
         assert (t["max_wallclock_s"], t["steps"], t["val_every"], t["gpus"]) == (600, 20000, 200, 8)
         assert cfg["quant"]["scheme"] == "parameter_golf"
+        # train_gpt.py's own run: one micro-batch of 64 per GPU, its data order, arithmetic and
+        # warmdown (WARMDOWN_ITERS 1,200 x the measured step time)
+        assert (t["micro_batch_seqs"], t["data_order"], t["arithmetic"]) == (
+            64, "parameter_golf", "parameter_golf"
+        )  # fmt: skip
+        assert (cfg["optim"]["warmdown"], cfg["optim"]["warmdown_iters"]) == (
+            "parameter_golf",
+            1200,
+        )
+    assert config["plan"]["step_time_s"]["full"] == 0.04354  # the baseline record's step_avg
     assert study["metric"] == "q_val_bpb"
     published = study["published"]  # the report sets these next to ours
     assert published["values"] == {"lr0p04": 1.2286, "lr0p02_tuned": 1.2230}
@@ -191,3 +216,26 @@ def test_at_smoke_scale_a_study_reads_the_quickstarts_documents(name):
     assert smoke["data"]["source"] == "hf" and smoke["data"]["offline_fallback"]
     assert corpus_params(smoke["data"]) == corpus_params(quickstart["data"])
     assert smoke["tokenizer"] == quickstart["tokenizer"]
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_full_scale_runs_fit_their_gpus_by_plan(name, tmp_path, capsys):
+    """Every full-scale run has its published GPU count and a micro-batch that fits one GPU,
+    and `speedlab plan --configfile ... --config scale=full` prints both."""
+    from speedlab.plan import main
+
+    config = study_config(name)
+    table = plan_table(config, tmp_path)
+    assert (table["gpus"] == PUBLISHED_GPUS[name]).all()
+    assert table["micro_batch"].notna().all() and (table["peak_gb"] <= table["gpu_mem_gb"]).all()
+    for cfg in resolved(config, name).values():
+        t = cfg["train"]
+        assert (t["batch_seqs"] // t["gpus"]) % t["micro_batch_seqs"] == 0
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(BASE))
+    study = str(REPO / "config" / "studies" / f"{name}.yaml")
+    main(["--configfile", study, "--config", "scale=full", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(f"| {name} ")]
+    assert len(rows) == len(table)
+    assert all(" / 80 " in row for row in rows) and "memory: estimated peak per GPU" in out

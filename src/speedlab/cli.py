@@ -1,7 +1,7 @@
 """`speedlab`: the commands a user runs by hand (the workflow's rules call the modules directly).
 `speedlab COMMAND --help` tells a command's options.
 
-    speedlab plan [--configfile FILE...] [--config KEY=VALUE...]   runs done/pending, GPU-hours, $
+    speedlab plan [--configfile FILE...] [--config KEY=VALUE...]   runs, GPU memory, GPU-hours, $
     speedlab schema [PREFIX]                                       the documented config keys
     speedlab shards info|check [--vocab V] FILE...                 inspect or verify token shards
     speedlab import-logs [--summary] FILE|DIR...                   what other tools' logs yield
@@ -35,7 +35,11 @@ def _shards(argv: list[str]) -> int:
 
 # Commands whose module parses its own arguments: `speedlab <name> --help` shows them.
 DELEGATED = {
-    "plan": (_plan, "runs done and pending per study, GPU-hours and cost still needed"),
+    "plan": (
+        _plan,
+        "runs done and pending per study, each GPU run's micro-batch and memory estimate, "
+        "GPU-hours and cost still needed",
+    ),
     "shards": (_shards, "inspect (info) or verify (check) token shards"),
 }
 

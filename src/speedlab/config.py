@@ -11,6 +11,11 @@ its key documents, and applies `set` entries: space-separated `dotted.key=value`
 (`make run SET='defaults.train.steps=10'`, `snakemake --config set='defaults.train.steps=10'`;
 Snakemake itself refuses dotted keys). It also merges the chosen scale's `data` settings into
 `data`, under what the command line sets.
+
+GPU runs (train.gpus > 0) are fitted to one GPU here, before any job: run_config sets a null
+train.micro_batch_seqs to the largest that fits execution.gpu_mem_gb by the memory plan
+(speedlab.train.memory), and validate refuses a run that cannot fit even one sequence, naming
+the condition, the numbers and the keys to change. CPU-only configs never load the planner.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ resolved config, else of any run with the same model, batch and GPU count), othe
 config's `plan.step_time_s` for the active scale. From it follow each training job's SLURM
 runtime (steps x step time x margin + overhead, times the attempt number on a retry) and the
 GPU-hours and money still needed. A run counts as done when its summary exists for the current
-config (a run of an edited condition is pending again, as snakemake sees it).
+config (a run of an edited condition is pending again, as snakemake sees it). Each GPU run
+shows its micro-batch and its estimated peak memory per GPU against the GPU's
+(speedlab.train.memory); a run that cannot fit has been refused by validation already.
 `speedlab plan` (or `make plan`) prints the table before anything is submitted.
 """
 

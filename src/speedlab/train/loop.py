@@ -48,7 +48,7 @@ from speedlab.train import checkpoint, distributed, precision, quantize
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
-from speedlab.train.optim import apply_schedules, build_optimizers
+from speedlab.train.optim import Muon, apply_schedules, build_optimizers
 from speedlab.train.validation import autocast, device_of, evaluate, val_slice
 
 # Dense bf16 peak of the GPUs people train these models on, per device (vendor data sheets).
@@ -514,9 +514,13 @@ def score(run: Run) -> dict:
 
 
 def save_checkpoint(run: Run, p: Progress) -> None:
-    """Rank 0 writes the checkpoint (every rank holds the same state); all wait for it."""
+    """Rank 0 writes the checkpoint; all wait for it. Every rank holds the same weights, but
+    each only its share of Muon's momentum (the split), which is gathered first."""
     if run.ckpt_path is None:
         return
+    states = [
+        o.full_state_dict() if isinstance(o, Muon) else o.state_dict() for o in run.optimizers
+    ]
     if run.world.main:
         state = {
             "identity": run.identity,
@@ -525,7 +529,7 @@ def save_checkpoint(run: Run, p: Progress) -> None:
             "last_val": p.last_val,
             "rows": run.log.rows,
             "model": run.model.state_dict(),
-            "optimizers": [opt.state_dict() for opt in run.optimizers],
+            "optimizers": states,
             "rng": checkpoint.rng_state(run.world.device),
             "data_rng": run.batches.rng.bit_generator.state,
         }

@@ -92,13 +92,30 @@ def _store(path: Path, found: dict[str, dict]) -> None:
         os.replace(tmp, path)
 
 
+def _try_store(path: Path, found: dict[str, dict]) -> None:
+    try:
+        _store(path, found)
+    except OSError as e:  # a read-only checkout: plan anyway, measuring again next time
+        print(f"speedlab.train.memory: could not cache activations in {path}: {e}",
+              file=sys.stderr)  # fmt: skip
+
+
 def _run_probe(requests: list[dict]) -> list[dict]:
-    """speedlab.train.memory_probe in a subprocess (one torch start for all the requests)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC),
-               os.environ.get("PYTHONPATH")])))  # fmt: skip
+    """The probe's answers: in this process if it has loaded the probe already (a trainer, a
+    test), else in a subprocess (one torch start for all the requests)."""
+    loaded = sys.modules.get("speedlab.train.memory_probe")
+    if loaded is not None:
+        return [loaded.probe(r) for r in requests]
+    return _probe_subprocess(requests)
+
+
+def _probe_subprocess(requests: list[dict]) -> list[dict]:
+    """`python -m speedlab.train.memory_probe` with this interpreter and this checkout's code."""
+    pythonpath = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-m", "speedlab.train.memory_probe"],
-        input=json.dumps(requests), capture_output=True, text=True, env=env,
+        input=json.dumps(requests), capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": pythonpath},
     )  # fmt: skip
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -141,7 +158,7 @@ def measure(runs: list[tuple[dict, int | None]]) -> None:
         found = {
             k: {"request": r, **res} for (k, r), res in zip(todo.items(), results, strict=True)
         }
-        _store(path, found)
+        _try_store(path, found)
         _PROFILES.update(found)
 
 
@@ -218,8 +235,8 @@ def estimate(cfg: dict, micro_batch_seqs: int | None = None, *, vocab_size: int 
 
 
 def _breakdown(e: dict) -> str:
-    names = ("params", "grads", "optimizer", "activations", "logits")
-    return ", ".join(f"{n} {e[n + '_gb']:.1f}" for n in names)
+    names = ("params", "grads", "optimizer", "muon_buffer", "ddp_buckets", "activations", "logits")
+    return ", ".join(f"{n} {e[n + '_gb']:.1f}" for n in names if e[n + "_gb"] >= 0.05)
 
 
 def _largest_fitting(cfg: dict, per_rank: int, kw: dict) -> int | None:

@@ -112,6 +112,8 @@ def _layer_mults(optim_cfg: dict, key: str, n_layer: int) -> list:
 
 
 class Muon(torch.optim.Optimizer):
+    """Muon over 2-D matrices; split across ranks under torch.distributed (see the module doc)."""
+
     def __init__(
         self,
         params,
@@ -151,7 +153,7 @@ class Muon(torch.optim.Optimizer):
     def step(self):
         rank, world = _rank_and_world()
         matrices = self.matrices()
-        if world == 1:
+        if world == 1 or not matrices:
             for group, p in matrices:
                 if p.grad is not None:
                     self._apply(group, p, self._update(group, p))
