@@ -70,9 +70,10 @@ REFERENCE_ENV = {
 
 
 def speedlab_config(
-    steps: int, batch_tokens: int, seq_len: int, device: str, overrides: dict
+    steps: int, batch_tokens: int, seq_len: int, device: str, overrides: dict, nproc: int = 1
 ) -> dict:
-    """The `full` scale (parameter-golf's baseline) for `steps` steps, validated like any run."""
+    """The `full` scale (parameter-golf's baseline) for `steps` steps on `nproc` GPUs (or the
+    CPU), validated like any run: 8 // nproc micro-batches per process, as train_gpt.py."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["scale"] = "full"
     if batch_tokens % seq_len:
@@ -86,6 +87,10 @@ def speedlab_config(
         "train.log_every": 10,
         "train.compile": device == "cuda",
         "train.device": device,
+        "train.gpus": nproc if device == "cuda" else 0,
+        # train_gpt.py: 8 // WORLD_SIZE micro-batches per rank, i.e. batch / 8 sequences each
+        "train.micro_batch_seqs": max(1, batch_tokens // seq_len // 8),
+        "train.max_wallclock_s": None,  # stop by steps, as the reference is told to
         "quant.scheme": "parameter_golf",
         **overrides,
     }
@@ -229,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
-    cfg = speedlab_config(args.steps, args.batch_tokens, args.seq_len, args.device, overrides)
+    cfg = speedlab_config(
+        args.steps, args.batch_tokens, args.seq_len, args.device, overrides, args.nproc
+    )
     for name in ("fineweb_train.json", "fineweb_val.json", "token_bytes.npy"):
         if not (args.shards / name).exists():
             raise SystemExit(
@@ -251,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = args.tokenizer or next(iter(sorted(args.shards.glob("*.model"))), None)
         if tokenizer is None:
             raise SystemExit(f"no SentencePiece *.model in {args.shards}: pass --tokenizer")
-        warmdown = round(cfg["optim"]["warmdown_frac"] * args.steps)
+        o = cfg["optim"]
+        parameter_golf = o["warmdown"] == "parameter_golf"
+        warmdown = o["warmdown_iters"] if parameter_golf else round(o["warmdown_frac"] * args.steps)
         env = reference_env(cfg, args.batch_tokens, warmdown, vocab)
 
     results = []

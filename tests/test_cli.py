@@ -86,7 +86,7 @@ def test_plan_reads_config_files_and_dotted_settings(cli_env, tmp_path):
     assert "lr_sweep: 0 of 21 runs done, 21 pending: 28.0 GPU-hours, $70" in p.stdout
     price = "plan.gpu_hour_usd.default=10"
     p = speedlab("plan", "--config", "scale=full", price, env=cli_env, cwd=tmp_path)
-    assert "quickstart: 0 of 6 runs done, 6 pending: 11.7 GPU-hours, $117" in p.stdout, p.stderr
+    assert "quickstart: 0 of 6 runs done, 6 pending: 8.0 GPU-hours, $80" in p.stdout, p.stderr
     p = speedlab("plan", "--config", "plan.gpu_hour_usd.default=cheap", env=cli_env, cwd=tmp_path)
     assert p.returncode == 1 and "'cheap' cannot be read as number (>= 0)" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr

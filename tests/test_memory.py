@@ -2,7 +2,6 @@
 on the meta device as a real bf16 forward saves them, the micro-batch choice and its refusals."""
 
 import copy
-import inspect
 import json
 import subprocess
 import sys
@@ -45,10 +44,7 @@ def stepped(cfg: dict, vocab: int = 512):
     torch.manual_seed(0)
     model = cast_model(build_model(cfg["model"], vocab), cfg["train"]["arithmetic"],
                        cfg["model"]["kind"])  # fmt: skip
-    extra = {}
-    if "arithmetic" in inspect.signature(build_optimizers).parameters:
-        extra["arithmetic"] = cfg["train"]["arithmetic"]
-    optimizers = build_optimizers(model, cfg["optim"], **extra)
+    optimizers = build_optimizers(model, cfg["optim"], cfg["train"]["arithmetic"])
     idx = torch.randint(0, vocab, (2, 32))
     model(idx, idx).backward()
     for opt in optimizers:
@@ -85,14 +81,27 @@ def test_weight_and_optimizer_bytes_are_exact(arithmetic, model, optim):
     if arithmetic == "parameter_golf":  # bf16 embedding and bf16 Adam state, as train_gpt.py
         assert real.tok_emb.weight.dtype == torch.bfloat16
         assert counts["embed"]["bytes"] == 2 * counts["embed"]["numel"]
-    # Muon's flat update buffer (bf16 with parameter_golf), DDP's buckets only with 2+ GPUs
-    muon = cfg["optim"]["matrix_optimizer"] == "muon"
+    assert planned["muon_buffer"] == planned["ddp_buckets"] == 0  # one process: no all-gather
+
+
+@pytest.mark.parametrize("arithmetic", ["fp32", "parameter_golf"])
+def test_muon_state_and_buffers_split_over_ranks_as_the_optimizer_splits_them(arithmetic):
+    """With 4 GPUs each rank keeps the momentum of its own matrices (i % 4) and gathers every
+    update: its chunk plus the whole buffer, laid out by optim.shard_layout."""
+    from speedlab.train.optim import shard_layout
+
+    cfg = small_run(arithmetic, gpus=4)
+    counts = memory_probe.parameter_counts(memory_probe.meta_model(cfg["model"], 512, arithmetic))
+    matrix = counts["matrix"]
+    numels = [n for n, _ in matrix["each"]]
+    _, chunk = shard_layout(numels, 4)
+    assert memory.rank_share(numels, 4) == chunk < matrix["numel"]
+    planned = memory.state_bytes(cfg, counts)
+    adam = 2 * (counts["embed"]["bytes"] + counts["scalar"]["bytes"])
+    assert planned["optimizer"] == adam + 4 * chunk  # fp32 matrices, fp32 momentum
     width = 2 if arithmetic == "parameter_golf" else 4
-    assert planned["muon_buffer"] == (width * counts["matrix"]["numel"] if muon else 0)
-    assert planned["ddp_buckets"] == 0
-    assert memory.state_bytes({**cfg, "train": {**cfg["train"], "gpus": 2}}, counts)[
-        "ddp_buckets"
-    ] == nbytes(params)
+    assert planned["muon_buffer"] == width * (chunk + 4 * chunk)
+    assert planned["ddp_buckets"] == planned["grads"] == planned["params"]
 
 
 @pytest.mark.parametrize("arithmetic, model", [("parameter_golf", {}), ("fp32", {}),
@@ -129,14 +138,13 @@ def test_the_estimate_adds_up_and_grows_with_the_micro_batch():
     }  # fmt: skip
 
 
-def fake_profile(per_seq_gb: float, params_gb: float = 0.0):
-    numel = int(params_gb * 1e9 / 4)
+def fake_profile(per_seq_gb: float):
+    """The probe's answer for a model of no weights and per_seq_gb of activations a sequence."""
     return {
         "params": {
-            "embed": {"numel": 0, "bytes": 0, "rows": 0},
-            "matrix": {"numel": numel, "bytes": 4 * numel, "rows": 0},
-            "scalar": {"numel": 0, "bytes": 0, "rows": 0},
-        },
+            r: {"numel": 0, "bytes": 0, "rows": 0, "each": []}
+            for r in ("embed", "matrix", "scalar")
+        },  # fmt: skip
         "activation_bytes_per_seq": int(per_seq_gb * 1e9),
         "activation_bytes_fixed": 0,
     }

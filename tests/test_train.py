@@ -365,3 +365,17 @@ def test_losses_are_read_from_the_device_at_log_points_only(tmp_path, shards, mo
     assert reads == [5, 3, 3, 5]  # losses of steps 1-4, 5-6 (validation), 7-8, 9-12, + flag
     rows = [r for r in read_metrics(tmp_path / "r/metrics.jsonl") if "train_loss" in r]
     assert [r["step"] for r in rows] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_compiled_warm_up_is_undone_and_nothing_recompiles_after_it(tmp_path, shards):
+    """train.compile on the CPU (inductor): the warm-up's steps are undone (the run equals one
+    that compiled during its first step instead), and no graph is compiled after the warm-up."""
+    cfg = smoke_config(steps=6, val_every=3, log_every=3, compile=True, compile_warmup_steps=3)
+    warm = run(shards, tmp_path / "warm", cfg, seed=0)
+    cfg["train"]["compile_warmup_steps"] = 0
+    cold = run(shards, tmp_path / "cold", cfg, seed=0)
+    assert warm["compiled"] and warm["recompiles_after_warmup"] == 0
+    assert cold["recompiles_after_warmup"] is None  # no warm-up: nothing to count against
+    rows = [read_metrics(tmp_path / d / "metrics.jsonl") for d in ("warm", "cold")]
+    assert rows[0] == rows[1] and warm["val_loss"] == cold["val_loss"]

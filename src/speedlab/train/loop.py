@@ -620,13 +620,13 @@ def _memory(run: Run) -> dict:
     device = run.world.device
     if device.type != "cuda":
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    from speedlab.train import memory
+    from speedlab.train import memory, memory_probe  # noqa: F401 - the probe runs in-process
 
-    estimate = memory.estimate(run.cfg, run.split[2])
+    estimate = memory.estimate(run.cfg, run.split[2], vocab_size=run.vocab_size)
     return {
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
         "peak_memory_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20,
-        "peak_memory_estimate_mb": estimate["peak_gb"] * 1024,
+        "peak_memory_estimate_mb": estimate["peak_gb"] * 1e9 / 2**20,
     }
 
 

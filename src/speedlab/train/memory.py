@@ -8,20 +8,24 @@ A GPU run holds, per process (every rank keeps a whole replica under DDP):
 - gradients, in each parameter's dtype, and with more than one GPU DDP's gradient buckets, a
   second copy of them;
 - optimizer state, in each parameter's dtype: Adam (embeddings, low-dimensional parameters, and
-  the matrices with optim.matrix_optimizer adam) 2 tensors per parameter, Muon 1 momentum buffer
-  (and NorMuon 1 fp32 number per row); plus Muon's flat update buffer over all its matrices (bf16
-  with parameter_golf arithmetic, as train_gpt.py allocates it, else fp32);
+  the matrices with optim.matrix_optimizer adam) 2 tensors per parameter; Muon 1 momentum buffer
+  (and NorMuon 1 fp32 number per row) for the matrices this rank orthogonalizes (matrix i on
+  rank i % world size), and with several ranks its chunk of the updates plus the all-gathered
+  buffer of all of them (bf16 with parameter_golf arithmetic, as train_gpt.py's, else fp32);
 - activations: what autograd saves for backward, per micro-batch sequence, measured once per
   (model config, vocabulary, seq_len, arithmetic, torch version) by speedlab.train.memory_probe
-  on the meta device and cached in results/.cache/activation_bytes.json (eager bf16: a compiled
-  model saves less, so this errs on the safe side);
+  on the meta device and cached in results/.cache/activation_bytes.json. It is eager bf16, with
+  PyTorch's composite RMSNorm (its fp32 intermediates) as on CPUs: a compiled model, or a fused
+  CUDA norm, saves less, so this errs on the safe side (parameter-golf's compiled baseline
+  logs a peak of 10,184 MiB allocated, 10.7 GB, at 64 sequences per GPU; 17.3 GB here);
 - the loss's backward working set: two fp32 logit-sized gradients per sequence (seq_len x vocab);
 - a fixed allowance: FRAGMENTATION (10%) of all the above for the caching allocator's slack,
   plus CONTEXT_GB (1.5 GB) for the CUDA context, cuBLAS/NCCL workspaces and compiled kernels.
 
 GB here are 10^9 bytes, which leaves headroom against cards sold as "80 GB" (80 GiB minus what
-the driver keeps). The probe runs in a subprocess so that Snakemake's process never imports
-torch; cache hits cost a dictionary lookup.
+the driver keeps). The probe runs in a subprocess, so that Snakemake's process never imports
+torch, unless this process has loaded it already (a trainer, a test); cache hits cost a
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ FRAGMENTATION = 0.10
 GPU_MEM_GB = {"h100": 80.0, "h200": 141.0, "a100": 80.0}
 DEFAULT_GPU_MEM_GB = 80.0
 # Bumped whenever the probe measures differently, so that cached numbers are measured again.
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 SRC = Path(__file__).resolve().parents[2]
 _PROFILES: dict[str, dict] = {}
 KEYS_TO_CHANGE = (
@@ -89,6 +93,7 @@ def _store(path: Path, found: dict[str, dict]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(entries, f, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is for everyone
         os.replace(tmp, path)
 
 
@@ -178,22 +183,41 @@ def model_vocab(cfg: dict, vocab_size: int | None) -> int:
     return int(vocab)
 
 
+def rank_share(sizes: list[int], world: int) -> int:
+    """The most any rank holds when item i goes to rank i % world (Muon's split)."""
+    return max(sum(sizes[r::world]) for r in range(world))
+
+
+def _muon_bytes(cfg: dict, matrix: dict) -> tuple[int, int]:
+    """(state, update buffers) of Muon on its busiest rank. Each rank keeps the momentum (and
+    NorMuon's fp32 per-row moment) of its own matrices only; with several ranks it fills its
+    chunk of the updates and all-gathers everyone's, in bf16 under parameter_golf arithmetic."""
+    world = max(cfg["train"]["gpus"], 1)
+    numels = [n for n, _ in matrix["each"]]
+    chunk = rank_share(numels, world)
+    state = chunk * matrix["bytes"] // max(matrix["numel"], 1)
+    if cfg["optim"]["normuon"]:
+        state += 4 * rank_share([r for _, r in matrix["each"]], world)
+    width = 2 if cfg["train"]["arithmetic"] == "parameter_golf" else 4
+    return state, ((1 + world) * chunk * width if world > 1 else 0)
+
+
 def state_bytes(cfg: dict, params: dict) -> dict:
-    """Bytes of parameters, gradients, optimizer state, Muon's update buffer and DDP's buckets."""
-    o, t = cfg["optim"], cfg["train"]
+    """Bytes of parameters, gradients, optimizer state, Muon's update buffers and DDP's
+    gradient buckets on one process."""
     stored = {r: c["bytes"] for r, c in params.items()}
     total = sum(stored.values())
-    muon = o["matrix_optimizer"] == "muon"
-    optimizer = 2 * (stored["embed"] + stored["scalar"]) + (1 if muon else 2) * stored["matrix"]
-    if muon and o["normuon"]:
-        optimizer += 4 * params["matrix"]["rows"]
-    update_dtype = 2 if t["arithmetic"] == "parameter_golf" else 4
+    adam = 2 * (stored["embed"] + stored["scalar"])
+    if cfg["optim"]["matrix_optimizer"] == "muon":
+        matrix_state, buffers = _muon_bytes(cfg, params["matrix"])
+    else:  # AdamW: two states per matrix element, on every rank
+        matrix_state, buffers = 2 * stored["matrix"], 0
     return {
         "params": total,
         "grads": total,
-        "optimizer": optimizer,
-        "muon_buffer": update_dtype * params["matrix"]["numel"] if muon else 0,
-        "ddp_buckets": total if t["gpus"] > 1 else 0,
+        "optimizer": adam + matrix_state,
+        "muon_buffer": buffers,
+        "ddp_buckets": total if cfg["train"]["gpus"] > 1 else 0,
     }
 
 

@@ -90,13 +90,18 @@ def role(name: str, param: torch.Tensor) -> str:
 
 
 def parameter_counts(model: torch.nn.Module) -> dict:
-    """{role: {numel, bytes, rows}}: elements, bytes as stored, and rows (NorMuon's state)."""
-    counts = {r: {"numel": 0, "bytes": 0, "rows": 0} for r in ("embed", "matrix", "scalar")}
+    """{role: {numel, bytes, rows, each}}: elements, bytes as stored, rows (NorMuon's state), and
+    each tensor's (numel, rows) in the order the optimizer lists them (Muon shares its matrices
+    out to ranks in that order)."""
+    roles = ("embed", "matrix", "scalar")
+    counts = {r: {"numel": 0, "bytes": 0, "rows": 0, "each": []} for r in roles}
     for name, p in model.named_parameters():
         c = counts[role(name, p)]
+        rows = p.size(0) if p.ndim == 2 else 0
         c["numel"] += p.numel()
         c["bytes"] += p.numel() * p.element_size()
-        c["rows"] += p.size(0) if p.ndim == 2 else 0
+        c["rows"] += rows
+        c["each"].append([p.numel(), rows])
     return counts
 
 
