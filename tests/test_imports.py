@@ -260,3 +260,21 @@ def test_type_checking_imports_and_clean_packages_pass(tmp_path):
     assert violations(edges) == [
         "train imports analysis or download code: speedlab.train.loop -> speedlab.analysis.stats"
     ]
+
+
+def test_the_trainer_runs_on_torch_and_numpy_alone():
+    """A GPU machine may hold torch and numpy but not the pipeline's other dependencies (the
+    GPU check calls the trainer directly there): the training modules import without them."""
+    import subprocess
+    import sys
+
+    blocked = ["jsonschema", "yaml", "pandas", "scipy", "snakemake", "jinja2", "matplotlib"]
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import speedlab.train.loop, speedlab.train.quantize, speedlab.train.memory\n"
+        "import speedlab.train.memory_probe\n"
+    )
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr

@@ -194,15 +194,16 @@ def test_data_settings_the_corpus_does_not_read_rerun_nothing(built, tmp_path):
 def test_a_multi_gpu_run_is_one_torchrun_launch_asking_for_its_gpus(built, tmp_path):
     workdir, env, _ = built
     config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["studies"]["quickstart"]["conditions"]["layerwise"]["train.gpus"] = 8
+    layerwise = config["studies"]["quickstart"]["conditions"]["layerwise"]
+    layerwise["train.gpus"] = 4  # the smoke batch is 4 sequences: one per GPU
     config["execution"]["gpu_model"] = "h100"
     edited = tmp_path / "gpus.yaml"
     edited.write_text(yaml.safe_dump(config))
     target = "results/runs/quickstart/layerwise/seed0/summary.json"
     plan = snakemake(workdir, target, "-n", "-p", "--configfile", str(edited), env=env)
     launch = (
-        "python -m torch.distributed.run --standalone --nproc-per-node=8 -m speedlab.train.loop"
+        "python -m torch.distributed.run --standalone --nproc-per-node=4 -m speedlab.train.loop"
     )
     assert plan.count(launch) == 1
-    assert "gpu=8" in plan and "gpu_model=h100" in plan and "--signal=USR1@300" in plan
-    assert "mem_mb=516000" in plan  # 4,000 + 8 x execution.mem_mb_per_gpu
+    assert "gpu=4" in plan and "gpu_model=h100" in plan and "--signal=USR1@300" in plan
+    assert "mem_mb=260000" in plan  # 4,000 + 4 x execution.mem_mb_per_gpu

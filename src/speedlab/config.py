@@ -24,13 +24,14 @@ import contextlib
 import copy
 import difflib
 import functools
-import hashlib
 import json
 import textwrap
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+from speedlab.files import config_hash  # noqa: F401 - re-exported: speedlab.config.config_hash
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 # Mappings of dotted keys into `defaults` (conditions, scales, study overrides).
@@ -575,8 +576,3 @@ def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict
     _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)
     _check_layers(resolved, where)
     return resolved
-
-
-def config_hash(cfg: dict) -> str:
-    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,7 +1,14 @@
-"""Atomic file writes: a crash or a kill never leaves a short file under the name a rerun trusts."""
+"""Atomic file writes (a crash or a kill never leaves a short file under the name a rerun
+trusts) and the content hash that names a resolved run config.
+
+Standard library only: the trainer imports this on GPU machines that may lack the pipeline's
+other dependencies.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,3 +30,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def config_hash(cfg: dict) -> str:
+    """16 hex digits of the sha256 of the config as canonical JSON (sorted keys)."""
+    canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

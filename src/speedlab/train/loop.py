@@ -41,9 +41,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from speedlab.config import config_hash
 from speedlab.data.shards import SplitReader, load_split
-from speedlab.files import atomic_path
+from speedlab.files import atomic_path, config_hash
 from speedlab.train import checkpoint, distributed, precision, quantize
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
