@@ -207,3 +207,17 @@ def test_a_multi_gpu_run_is_one_torchrun_launch_asking_for_its_gpus(built, tmp_p
     assert plan.count(launch) == 1
     assert "gpu=4" in plan and "gpu_model=h100" in plan and "--signal=USR1@300" in plan
     assert "mem_mb=260000" in plan  # 4,000 + 4 x execution.mem_mb_per_gpu
+
+
+def test_a_roundtrip_is_recomputed_under_a_named_scheme(built):
+    """The training job wrote roundtrip.json; roundtrip_<scheme>.json recomputes it from
+    model.pt (one quantize_roundtrip job, nothing retrained), for the schemes that exist."""
+    workdir, env, _ = built
+    run_dir = "results/runs/quickstart/uniform/seed0"
+    plan = snakemake(workdir, f"{run_dir}/roundtrip_parameter_golf.json", "-n", env=env)
+    assert _planned_jobs(plan) == {"quantize_roundtrip": 1}, plan
+    bad = subprocess.run(
+        snakemake_cmd(workdir, f"{run_dir}/roundtrip_int4.json", "-n"),
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "roundtrip_int4.json" in bad.stdout + bad.stderr
