@@ -95,6 +95,17 @@ def shards(tmp_path_factory, sp_model, texts):
     return d
 
 
+@pytest.fixture(scope="module")
+def probe_here(tmp_path_factory):
+    """GPU plans measure activations in this process (the probe is loaded: no subprocess), into
+    a session cache rather than the checkout's results/.cache."""
+    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
+        yield
+
+
 @pytest.fixture
 def cli_env():
     """Environment for subprocesses: this interpreter's scripts first on PATH."""

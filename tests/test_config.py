@@ -318,17 +318,6 @@ def test_a_scale_carries_data_settings_under_the_command_line():
         validate(apply_command_line(c, {"scale": "smoke"}))
 
 
-@pytest.fixture(scope="module")
-def probe_here(tmp_path_factory):
-    """GPU plans measure activations in this process (the probe is loaded), into a session
-    cache rather than the checkout's (as test_memory)."""
-    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
-        yield
-
-
 # parameter-golf's train_gpt.py (commit 4908dc46f) defaults -> the speedlab key and value that
 # reproduce them; `full` must be exactly this recipe.
 TRAIN_GPT_DEFAULTS = {

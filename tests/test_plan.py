@@ -13,15 +13,7 @@ from speedlab.plan import finished_runs, format_plan, main, plan_table, runtime_
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def probe_here(tmp_path_factory):
-    """GPU plans measure activations in this process (the probe is loaded), into a session
-    cache rather than the checkout's (as test_memory)."""
-    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
-        yield
+pytestmark = pytest.mark.usefixtures("probe_here")
 
 
 def config(**top):

@@ -26,15 +26,7 @@ PUBLISHED_GPUS = {"lmd_sweep": 2, "lmd_ablation": 8, "lr_sweep": 8, "muon_upgrad
                   "wd_scaling": 8, "ngpt_alpha": 1}  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def probe_here(tmp_path_factory):
-    """GPU plans measure activations in this process (the probe is loaded), into a session
-    cache rather than the checkout's (as test_memory)."""
-    from speedlab.train import memory_probe  # noqa: F401  (loaded: no probe subprocess)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEEDLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "memcache"))
-        yield
+pytestmark = pytest.mark.usefixtures("probe_here")
 
 
 def study_config(name: str, scale: str = "full") -> dict:

@@ -621,11 +621,16 @@ def _memory(run: Run) -> dict:
         return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     from speedlab.train import memory, memory_probe  # noqa: F401 - the probe runs in-process
 
-    estimate = memory.estimate(run.cfg, run.split[2], vocab_size=run.vocab_size)
+    try:  # a finished run is never lost to its estimate
+        estimate = memory.estimate(run.cfg, run.split[2], vocab_size=run.vocab_size)
+        estimate_mb = estimate["peak_gb"] * 1e9 / 2**20
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        run.say(f"warning: no memory estimate for the summary: {e}")
+        estimate_mb = None
     return {
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
         "peak_memory_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20,
-        "peak_memory_estimate_mb": estimate["peak_gb"] * 1e9 / 2**20,
+        "peak_memory_estimate_mb": estimate_mb,
     }
 
 
