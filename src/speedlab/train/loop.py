@@ -277,6 +277,10 @@ def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkp
     if world.size > 1:  # buffers (rotary tables) are the same everywhere: no broadcast
         ids = [world.device.index] if world.device.type == "cuda" else None
         ddp = DDP(core, device_ids=ids, **_no_buffer_sync())
+    optimizers = build_optimizers(model, cfg["optim"], tcfg["arithmetic"])
+    for opt in optimizers:
+        if compiled and isinstance(opt, Muon):
+            opt.compile()
     run = Run(
         cfg=cfg,
         seed=seed,
@@ -284,7 +288,7 @@ def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkp
         model=model,
         core=core,
         ddp=ddp,
-        optimizers=build_optimizers(model, cfg["optim"], tcfg["arithmetic"]),
+        optimizers=optimizers,
         batches=Batches(SplitReader(train_manifest), tcfg, split, world.size, seed),
         val_tokens=val_slice(load_split(val_manifest), tcfg["val_tokens"]),
         byte_table=table,

@@ -144,6 +144,12 @@ class Muon(torch.optim.Optimizer):
             normuon_beta2=normuon_beta2,
         )
         super().__init__(params, defaults)
+        self.orthogonalizers = ORTHOGONALIZERS
+
+    def compile(self) -> None:
+        """torch.compile the orthogonalization (as train_gpt.py compiles its Newton-Schulz);
+        the loop does this when it compiles the model, so its warm-up compiles both."""
+        self.orthogonalizers = {k: torch.compile(f) for k, f in ORTHOGONALIZERS.items()}
 
     def matrices(self) -> list[tuple[dict, Tensor]]:
         """(group, matrix) for every matrix, groups in order: the list the ranks share out."""
@@ -171,7 +177,7 @@ class Muon(torch.optim.Optimizer):
         buf = state["momentum_buffer"]
         buf.mul_(mu).add_(p.grad)
         g = p.grad.add(buf, alpha=mu) if group["nesterov"] else buf
-        orthogonalize = ORTHOGONALIZERS[group["orthogonalize"]]
+        orthogonalize = self.orthogonalizers[group["orthogonalize"]]
         update = orthogonalize(g, group["ns_steps"], arithmetic=self.arithmetic)
         if group["normuon"]:
             update = normuon_normalize(update, state, group["normuon_beta2"])
