@@ -408,11 +408,12 @@ def train_loop(run: Run, p: Progress) -> Progress:
             say_progress(run, p)
         if step % tcfg["val_every"] == 0 or last:
             p.last_val = validate(run, step, p.train_time)
+            clock.restart()  # validation is not training time (logging is)
         if not last and (stopping or (every and step % every == 0)):
             save_checkpoint(run, p)
+            clock.restart()  # nor are checkpoints
             if stopping:
                 preempted(run, step)
-        clock.restart()  # validation and checkpoints are not training time
         if out_of_time:
             run.say(f"max_wallclock_s={wallclock:g} reached at step {step}")
             break
