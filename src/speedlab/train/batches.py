@@ -15,6 +15,8 @@ run and the compile warm-up's rewind read exactly what an uninterrupted run read
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from speedlab.data.shards import SplitReader
@@ -44,6 +46,15 @@ class Batches:
             )
         self.rng = np.random.default_rng(seed)
         self._starts: tuple[int, np.ndarray] | None = None  # seeded: this step's windows
+
+    def state(self) -> dict:
+        """What resumes the order exactly: the seeded generator's state (a copy)."""
+        return copy.deepcopy(self.rng.bit_generator.state)
+
+    def restore(self, state: dict) -> None:
+        """Back to a state() taken earlier (a checkpoint's, or the compile warm-up's rewind)."""
+        self.rng.bit_generator.state = state
+        self._starts = None
 
     def get(self, step: int, micro: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch `micro` of rank `rank` at 0-based `step`."""

@@ -341,7 +341,7 @@ def warm_up(run: Run) -> None:
     t0 = time.perf_counter()
     weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
     states = [copy.deepcopy(opt.state_dict()) for opt in run.optimizers]
-    data_rng = copy.deepcopy(run.batches.rng.bit_generator.state)
+    data_order = run.batches.state()
     for step in range(1, n + 1):
         train_step(run, step)
     micro, seq_len = run.split[2], run.cfg["train"]["seq_len"]
@@ -349,7 +349,7 @@ def warm_up(run: Run) -> None:
     run.model.load_state_dict(weights)
     for opt, state in zip(run.optimizers, states, strict=True):
         opt.load_state_dict(state)
-    run.batches.rng.bit_generator.state, run.batches._starts = data_rng, None
+    run.batches.restore(data_order)
     run.graphs_after_warmup = compiled_graphs()
     run.say(
         f"compile warm-up: {n} steps in {time.perf_counter() - t0:.1f}s (not counted, undone); "
@@ -373,7 +373,7 @@ def resume(run: Run) -> Progress:
     for opt, opt_state in zip(run.optimizers, state["optimizers"], strict=True):
         opt.load_state_dict(opt_state)
     checkpoint.set_rng_state(state["rng"], run.world.device)
-    run.batches.rng.bit_generator.state = state["data_rng"]
+    run.batches.restore(state["data_rng"])
     for row in state["rows"]:
         run.log.record(**row)
     step, train_time = state["step"], state["train_time"]
@@ -535,7 +535,7 @@ def save_checkpoint(run: Run, p: Progress) -> None:
             "model": run.model.state_dict(),
             "optimizers": states,
             "rng": checkpoint.rng_state(run.world.device),
-            "data_rng": run.batches.rng.bit_generator.state,
+            "data_rng": run.batches.state(),
         }
         checkpoint.save(run.ckpt_path, state)
     run.world.barrier()
@@ -573,7 +573,7 @@ def score_roundtrip(run: Run, p: Progress, out_dir: Path) -> None:
     t0 = time.perf_counter()
     state = run.model.state_dict()
     packed, blob = quantize.export(state, run.cfg["quant"])
-    raw_bytes = quantize.state_bytes(state)
+    raw_bytes = quantize.state_bytes(state) if run.world.main else None  # before the reload
     run.model.load_state_dict(quantize.dequantize_state(quantize.decompress(blob)))
     q = score(run)
     if run.world.main:

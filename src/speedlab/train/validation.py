@@ -55,7 +55,8 @@ def evaluate(model, tokens, byte_table, seq_len: int, batch_seqs: int, world=Non
     if n_seq == 0:
         raise ValueError(f"validation split has {len(tokens)} tokens, fewer than seq_len={seq_len}")
     first, end = rank_slice(n_seq, world.rank, world.size) if world else (0, n_seq)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, tokens, bytes
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # stays on the device
+    n_tokens = n_bytes = 0
     was_training = model.training
     model.eval()
     for start in range(first, end, batch_seqs):
@@ -65,10 +66,12 @@ def evaluate(model, tokens, byte_table, seq_len: int, batch_seqs: int, world=Non
         scorer = model if b == batch_seqs or tail is None else tail
         with autocast(device):
             loss = scorer(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
-        sums[0] += loss.detach().double() * y.size
-        sums[1] += y.size
-        sums[2] += float(sequence_bytes(byte_table, x, y).sum())
+        loss_sum += loss.detach().double() * y.size
+        n_tokens += y.size
+        n_bytes += int(sequence_bytes(byte_table, x, y).sum())
     model.train(was_training)
+    counts = torch.tensor([n_tokens, n_bytes], dtype=torch.float64, device=device)
+    sums = torch.cat([loss_sum.view(1), counts])
     if world is not None:
         world.sum_(sums)
     loss_sum, n_tokens, n_bytes = sums.tolist()
