@@ -43,8 +43,8 @@ rule collect_runs:
 
 rule compute_stats:
     input:
-        runs="results/studies/{study}/runs.parquet",
-        code=module_code("stats"),
+        unpack(stats_inputs),
+        code=[module_code("stats"), module_code("decision"), module_code("power")],
     output:
         stats="results/studies/{study}/stats.csv",
         json="results/studies/{study}/stats.json",
@@ -92,6 +92,7 @@ rule analyse_sweep:
         code=module_code("sweep"),
     output:
         table="results/studies/{study}/sweep.csv",
+        tests="results/studies/{study}/sweep_tests.csv",
         figure=report(
             "results/studies/{study}/figures/sweep.png",
             category="{study}",
@@ -108,6 +109,150 @@ rule analyse_sweep:
         options=sweep_options,
     shell:
         "python -m speedlab.analysis.sweep --options {params.options:q} --runs {input.runs:q}"
+        " --table-out {output.table:q} --tests-out {output.tests:q}"
+        " --figure-out {output.figure:q} > {log:q} 2>&1"
+
+
+# The sweep's best value and its default, per group: the confirmation runs wait for it.
+checkpoint pick_confirmation:
+    input:
+        table="results/studies/{study}/sweep.csv",
+        runs="results/studies/{study}/runs.parquet",
+        code=module_code("sweep"),
+    output:
+        picks="results/studies/{study}/confirm/picks.json",
+    log:
+        "logs/pick_confirmation/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=sweep_options,
+    shell:
+        "python -m speedlab.analysis.sweep picks --options {params.options:q}"
+        " --runs {input.runs:q} --table {input.table:q} --out {output.picks:q} > {log:q} 2>&1"
+
+
+rule collect_confirmation:
+    input:
+        summaries=confirm_run_files,
+        roundtrips=lambda w: [
+            p.replace("summary.json", "roundtrip.json") for p in confirm_run_files(w)
+        ],
+        code=module_code("collect"),
+    output:
+        runs="results/studies/{study}/confirm/runs.parquet",
+        curves="results/studies/{study}/confirm/curves.parquet",
+    log:
+        "logs/collect_confirmation/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=collect_options,
+    shell:
+        "python -m speedlab.analysis.collect --options {params.options:q}"
+        " --summaries {input.summaries:q} --runs-out {output.runs:q}"
+        " --curves-out {output.curves:q} > {log:q} 2>&1"
+
+
+rule confirm_sweep:
+    input:
+        runs="results/studies/{study}/confirm/runs.parquet",
+        code=module_code("sweep"),
+    output:
+        table="results/studies/{study}/confirm.csv",
+    log:
+        "logs/confirm_sweep/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=confirm_options,
+    shell:
+        "python -m speedlab.analysis.sweep confirm --options {params.options:q}"
+        " --runs {input.runs:q} --out {output.table:q} > {log:q} 2>&1"
+
+
+# Adaptive designs: each look's interim analysis decides which comparisons get more seeds.
+checkpoint interim_analysis:
+    input:
+        unpack(interim_inputs),
+        code=[module_code("sequential"), module_code("decision")],
+    output:
+        doc="results/studies/{study}/looks/look{look}.json",
+    log:
+        "logs/interim_analysis/{study}/look{look}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=interim_options,
+    shell:
+        "python -m speedlab.analysis.sequential interim --options {params.options:q}"
+        " --summaries {input.summaries:q} --out {output.doc:q} > {log:q} 2>&1"
+
+
+rule finish_sequential:
+    input:
+        doc=final_look_doc,
+    output:
+        doc="results/studies/{study}/sequential.json",
+    log:
+        "logs/finish_sequential/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "cp {input.doc:q} {output.doc:q} 2> {log:q}"
+
+
+rule plot_sequential:
+    input:
+        doc="results/studies/{study}/sequential.json",
+        code=module_code("sequential"),
+    output:
+        figure=report(
+            "results/studies/{study}/figures/sequential.png",
+            category="{study}",
+            subcategory=FIGURES["sequential"].subcategory,
+            labels={"figure": FIGURES["sequential"].label},
+        ),
+    log:
+        "logs/plot_sequential/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "python -m speedlab.analysis.sequential plot --doc {input.doc:q}"
+        " --out {output.figure:q} > {log:q} 2>&1"
+
+
+# The decision rule at every validation step (record, known_sigma, target): the earliest step
+# at which it passes, the same step for every run.
+rule evaluate_rule_steps:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        curves="results/studies/{study}/curves.parquet",
+        code=[module_code("curves"), module_code("decision")],
+    output:
+        table="results/studies/{study}/rule_steps.csv",
+        figure=report(
+            "results/studies/{study}/figures/rule_over_steps.png",
+            category="{study}",
+            subcategory=FIGURES["rule_over_steps"].subcategory,
+            labels={"figure": FIGURES["rule_over_steps"].label},
+        ),
+    log:
+        "logs/evaluate_rule_steps/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=rule_steps_options,
+    shell:
+        "python -m speedlab.analysis.curves --options {params.options:q}"
+        " --curves {input.curves:q} --runs {input.runs:q}"
         " --table-out {output.table:q} --figure-out {output.figure:q} > {log:q} 2>&1"
 
 

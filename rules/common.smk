@@ -28,6 +28,7 @@ shell.prefix(
 
 from speedlab.config import (
     ConfigError,
+    flatten,
     apply_command_line,
     condition_seeds,
     planned_seeds,
@@ -37,6 +38,8 @@ from speedlab.config import (
 )
 from speedlab.plan import finished_runs, runtime_minutes
 from speedlab.analysis.figure_list import FIGURES, PLOTTED, report_figures
+from speedlab.analysis.decision import resolve_rule
+from speedlab.analysis.sequential import next_runs, seeds_at_look
 from speedlab.data.documents import corpus_params, local_files
 
 try:
@@ -77,6 +80,7 @@ wildcard_constraints:
     study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     condition=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     seed=r"\d+",
+    look=r"\d+",
     corpus=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     vocab=r"\d+",
     split="train|val",
@@ -147,17 +151,107 @@ GPU_MODEL = (
 
 
 def study_run_files(name):
-    """Input function: `name` from every (condition, seed) run of the study."""
+    """Input function: `name` from every (condition, seed) run of the study; for an adaptive
+    study, the runs of the looks its interim analyses asked for (a checkpoint each)."""
 
     def files(wildcards):
         study = study_of(wildcards)
-        return [
-            f"results/runs/{wildcards.study}/{condition}/seed{seed}/{name}"
-            for condition in study["conditions"]
-            for seed in condition_seeds(study, condition)
-        ]
+        if study["adaptive"]:
+            pairs = adaptive_runs(wildcards.study, final_look(wildcards.study))
+        else:
+            pairs = [
+                (condition, seed)
+                for condition in study["conditions"]
+                for seed in condition_seeds(study, condition)
+            ]
+        return run_paths(wildcards.study, pairs, name)
 
     return files
+
+
+def run_paths(study, pairs, name):
+    return [f"results/runs/{study}/{c}/seed{s}/{name}" for c, s in pairs]
+
+
+def look_doc(study, look):
+    """The interim analysis of one look (a checkpoint: the DAG waits for it)."""
+    path = checkpoints.interim_analysis.get(study=study, look=look).output.doc
+    return json.loads(Path(path).read_text())
+
+
+def adaptive_runs(study, look):
+    """(condition, seed) of every run up to `look`: all conditions at the first look's seeds,
+    then at each later look the seeds the previous look's analysis asked for."""
+    spec = config["studies"][study]
+    pairs = [(c, s) for c in spec["conditions"] for s in seeds_at_look(spec, 1)]
+    for k in range(2, look + 1):
+        for condition, seeds in next_runs(look_doc(study, k - 1)).items():
+            pairs += [(condition, s) for s in seeds if (condition, s) not in pairs]
+    return pairs
+
+
+def final_look(study):
+    """The look at which every comparison stopped (or the last one)."""
+    looks = config["studies"][study]["adaptive"]["looks"]
+    for k in range(1, len(looks)):
+        if not next_runs(look_doc(study, k)):
+            return k
+    return len(looks)
+
+
+def interim_inputs(wildcards):
+    """The interim analysis of look k reads the runs up to k and the previous look's analysis."""
+    look = int(wildcards.look)
+    files = {
+        "summaries": run_paths(
+            wildcards.study, adaptive_runs(wildcards.study, look), "summary.json"
+        )
+    }
+    files["roundtrips"] = [
+        p.replace("summary.json", "roundtrip.json") for p in files["summaries"]
+    ]
+    if look > 1:
+        files["previous"] = (
+            f"results/studies/{wildcards.study}/looks/look{look - 1}.json"
+        )
+    return files
+
+
+def interim_options(wildcards):
+    study = study_of(wildcards)
+    look = int(wildcards.look)
+    previous = interim_inputs(wildcards).get("previous")
+    decision = decision_rule(wildcards.study)
+    adaptive = study["adaptive"]
+    return options(
+        study=wildcards.study,
+        baseline=study["baseline"],
+        conditions=list(study["conditions"]),
+        metric=study["metric"],
+        seeds=study["seeds"],
+        looks=adaptive["looks"],
+        spending=adaptive["spending"],
+        futility=adaptive["futility"],
+        alpha=decision["alpha"],
+        design=study["design"],
+        plan=study["plan"],
+        **{
+            "rule": decision
+        },  # (not a keyword argument: snakefmt reads `rule=` as a rule)
+        look=look,
+        previous=previous,
+    )
+
+
+def final_look_doc(wildcards):
+    """sequential.json is the analysis of the look the design stopped at."""
+    return f"results/studies/{wildcards.study}/looks/look{final_look(wildcards.study)}.json"
+
+
+@functools.cache
+def decision_rule(study):
+    """The study's decision rule, its preset expanded (speedlab.analysis.decision)."""
+    return resolve_rule(config["studies"][study]["decision"])
 
 
 def study_import_pairs(wildcards):
@@ -220,6 +314,7 @@ def collect_options(wildcards):
         study=wildcards.study,
         baseline=study["baseline"],
         imports=study_import_pairs(wildcards),
+        curve_target=study["curve_target"],
     )
 
 
@@ -230,7 +325,52 @@ def stats_options(wildcards):
         baseline=study["baseline"],
         conditions=study_conditions(study),
         planned_seeds=planned_seeds(study),
+        design=study["design"],
+        decision=decision_rule(wildcards.study),
+        plan=study["plan"],
+        sequential=sequential_doc(wildcards),
     )
+
+
+def sequential_doc(wildcards):
+    """The adaptive design's final analysis, when the study has one."""
+    if study_of(wildcards)["adaptive"]:
+        return f"results/studies/{wildcards.study}/sequential.json"
+    return None
+
+
+def stats_inputs(wildcards):
+    files = {"runs": f"results/studies/{wildcards.study}/runs.parquet"}
+    if sequential_doc(wildcards):
+        files["sequential"] = sequential_doc(wildcards)
+    return files
+
+
+# Rules whose statistic is worth following over the validation steps (rule_steps.csv).
+STEP_RULES = ("record", "known_sigma", "target")
+
+
+def has_rule_steps(wildcards):
+    return decision_rule(wildcards.study)["rule"] in STEP_RULES
+
+
+def rule_steps_options(wildcards):
+    study = study_of(wildcards)
+    return options(
+        metric=curve_metric(study),
+        **{"rule": decision_rule(wildcards.study)},
+        conditions=study_conditions(study),
+        baseline=study["baseline"],
+        design=study["design"],
+    )
+
+
+def curve_metric(study):
+    """The validation curve the step-by-step rule reads: the study metric's own curve."""
+    metric = study["metric"]
+    if metric in ("steps_to_target", "time_to_target"):
+        return study["curve_target"]["metric"]
+    return metric.removeprefix("q_")
 
 
 def figure_options(wildcards):
@@ -239,7 +379,32 @@ def figure_options(wildcards):
         figure=wildcards.figure,
         conditions=study_conditions(study),
         baseline=study["baseline"],
+        palette="sequential" if study["sweep"] else "qualitative",
+        sweep_conditions=sweep_conditions(wildcards),
     )
+
+
+def sweep_conditions(wildcards):
+    """The swept conditions in value order, one list per group of a grouped sweep (the
+    figures give them a sequential palette, the other conditions grey); None without a sweep.
+    """
+    study = study_of(wildcards)
+    sweep = study["sweep"]
+    if not sweep:
+        return None
+    names = [
+        c
+        for c in study["conditions"]
+        if not sweep["conditions"] or c in sweep["conditions"]
+    ]
+    value = lambda c, key: flatten(resolved(wildcards.study, c))[key]
+    names.sort(key=lambda c: value(c, sweep["key"]))
+    if not sweep["group"]:
+        return names
+    groups = {}
+    for c in sorted(names, key=lambda c: value(c, sweep["group"])):
+        groups.setdefault(value(c, sweep["group"]), []).append(c)
+    return list(groups.values())
 
 
 def figure_table(wildcards):
@@ -254,6 +419,41 @@ def sweep_options(wildcards):
     sweep = study["sweep"]
     keys = ("key", "group", "default", "conditions")
     return options(metric=study["metric"], **{k: sweep[k] for k in keys})
+
+
+def confirm_seeds(wildcards):
+    sweep = study_of(wildcards)["sweep"]
+    return (sweep or {}).get("confirm") and sweep["confirm"]["seeds"]
+
+
+def confirm_picks(study):
+    """The best value's and the default's conditions per group (a checkpoint: the runs on the
+    confirmation seeds wait for the sweep)."""
+    path = checkpoints.pick_confirmation.get(study=study).output.picks
+    return json.loads(Path(path).read_text())
+
+
+def confirm_run_files(wildcards):
+    """summary.json of the confirmation runs: best and default, each at the fresh seeds."""
+    seeds = confirm_seeds(wildcards)
+    picks = confirm_picks(wildcards.study)
+    conditions = dict.fromkeys(
+        c for pick in picks for c in (pick["best"], pick["default"]) if c
+    )
+    pairs = [(c, s) for c in conditions for s in seeds]
+    return run_paths(wildcards.study, pairs, "summary.json")
+
+
+def confirm_options(wildcards):
+    study = study_of(wildcards)
+    sweep = study["sweep"]
+    keys = ("key", "group", "default")
+    return options(
+        metric=study["metric"],
+        seeds=sweep["confirm"]["seeds"],
+        picks=confirm_picks(wildcards.study),
+        **{k: sweep[k] for k in keys},
+    )
 
 
 def scaling_options(wildcards):
@@ -277,6 +477,9 @@ def study_figures(wildcards):
         momentum=varies_momentum(wildcards),
         sweep=bool(sweep),
         scaling=bool(sweep and sweep["fit"]),
+        paired=len(study["conditions"]) > 1,
+        sequential=bool(study["adaptive"]),
+        rule_steps=has_rule_steps(wildcards),
     )
 
 
@@ -289,7 +492,12 @@ def report_inputs(wildcards):
         "runs": f"{base}/runs.parquet",
         "stats": f"{base}/stats.csv",
         "sweep": f"{base}/sweep.csv" if sweep else None,
+        "sweep_tests": f"{base}/sweep_tests.csv" if sweep else None,
+        "confirm": f"{base}/confirm.csv" if confirm_seeds(wildcards) else None,
         "scaling": f"{base}/scaling.json" if sweep and sweep["fit"] else None,
+        "sequential": sequential_doc(wildcards),
+        "rule_steps": f"{base}/rule_steps.csv" if has_rule_steps(wildcards) else None,
+        "source_json": None if PRETOKENIZED else f"results/data/{CORPUS}/source.json",
         "figures": [f"{base}/figures/{name}.png" for name in study_figures(wildcards)],
     }
     return {name: path for name, path in files.items() if path is not None}
@@ -299,9 +507,28 @@ def report_options(wildcards):
     """speedlab.analysis.report's --options: the study's settings, the files it reads (as
     report_inputs names them) and the figures' titles."""
     study = study_of(wildcards)
-    files = {"sweep": None, "scaling": None, **report_inputs(wildcards)}
+    optional = (
+        "sweep",
+        "sweep_tests",
+        "confirm",
+        "scaling",
+        "sequential",
+        "rule_steps",
+    )
+    files = {**dict.fromkeys(optional), **report_inputs(wildcards)}
     figures = zip(study_figures(wildcards), files.pop("figures"), strict=True)
+    data = {
+        "corpus": CORPUS,
+        "source": config["data"]["source"],
+        "shards": SHARDS,
+        "source_json": files.pop("source_json", None),
+    }
     return options(
+        design=study["design"],
+        decision=decision_rule(wildcards.study),
+        plan=study["plan"],
+        adaptive=study["adaptive"],
+        data=data,
         study=wildcards.study,
         description=study["description"],
         metric=study["metric"],

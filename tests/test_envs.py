@@ -32,6 +32,7 @@ PACKAGES = {
     "pyarrow": ("pyarrow", "pyarrow"),
     "scipy": ("scipy", "scipy"),
     "seaborn": ("seaborn", "seaborn"),
+    "statsmodels": ("statsmodels", "statsmodels"),
     "sentencepiece": ("sentencepiece", "sentencepiece"),
     "tabulate": ("tabulate", "tabulate"),
     "torch": ("torch", "pytorch"),

@@ -402,6 +402,8 @@ def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
     resolved = {c: flatten(run_config(config, name, c, schema)) for c in study["conditions"]}
     _check_names(f"studies.{name}.condition_seeds", study["condition_seeds"], study["conditions"])
     _check_sweep(name, study, resolved)
+    _check_decision(name, study)
+    _check_adaptive(name, study)
     if study["published"]:
         for field in ("values", "seeds"):
             _check_names(f"studies.{name}.published.{field}", study["published"][field], conditions)
@@ -489,6 +491,63 @@ def _check_sweep(name: str, study: dict, resolved: dict[str, dict]) -> None:
             )
     if sweep["fit"] and not sweep["group"]:
         raise ConfigError(f"  {where}.fit: a power-law fit needs sweep.group (the scale key)")
+
+
+def _check_decision(name: str, study: dict) -> None:
+    """The decision rule resolves (its preset and the keys its rule needs), a frontier names a
+    condition, a paired design has shared seeds and a curve metric its curve_target."""
+    from speedlab.analysis.decision import resolve_rule
+
+    where = f"studies.{name}"
+    try:
+        rule = resolve_rule(study["decision"], where=f"{where}.decision")
+    except ValueError as e:
+        raise ConfigError(f"  {e}") from None
+    if rule["rule"] == "frontier" and rule["against"] not in study_conditions(study):
+        raise ConfigError(
+            f"  {where}.decision.against: {rule['against']!r} is not one of the study's "
+            f"conditions {sorted(study_conditions(study))}"
+        )
+    if study["design"] == "paired" and study["condition_seeds"]:
+        raise ConfigError(
+            f"  {where}.design: paired needs every condition to run the study's seeds, but "
+            f"condition_seeds gives {sorted(study['condition_seeds'])} their own"
+        )
+    if study["metric"] in ("steps_to_target", "time_to_target") and not study["curve_target"]:
+        raise ConfigError(f"  {where}.metric: {study['metric']} needs {where}.curve_target")
+    confirm = (study["sweep"] or {}).get("confirm")
+    reused = sorted(set((confirm or {}).get("seeds", [])) & set(study["seeds"]))
+    if reused:
+        raise ConfigError(
+            f"  {where}.sweep.confirm.seeds: {reused} are also in {where}.seeds; a "
+            "confirmation needs fresh seeds"
+        )
+
+
+def _check_adaptive(name: str, study: dict) -> None:
+    """Looks increase, the seeds cover the last look, futility has an effect to plan for."""
+    adaptive = study["adaptive"]
+    if not adaptive:
+        return
+    where = f"studies.{name}.adaptive"
+    looks = adaptive["looks"]
+    if any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+        raise ConfigError(f"  {where}.looks: {looks} must increase")
+    if len(study["seeds"]) < looks[-1]:
+        raise ConfigError(
+            f"  {where}.looks: the last look needs {looks[-1]} seeds per arm, but "
+            f"studies.{name}.seeds lists {len(study['seeds'])}"
+        )
+    if study["condition_seeds"]:
+        raise ConfigError(
+            f"  {where}: an adaptive design adds the study's seeds in order; "
+            f"studies.{name}.condition_seeds cannot be used with it"
+        )
+    if adaptive["futility"] and study["plan"].get("min_effect") is None:
+        raise ConfigError(
+            f"  {where}.futility: needs studies.{name}.plan.min_effect (the effect the "
+            "futility bound is computed for)"
+        )
 
 
 def _scale_overrides(config: dict, spec: dict, scale: str) -> dict:

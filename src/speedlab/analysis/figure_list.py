@@ -17,18 +17,28 @@ class Figure:
     title: str  # its heading in the report
     subcategory: str  # its group in Snakemake's report
     label: str  # its label there
-    # What draws it: curves, final, quant or momentum (the plot rule, speedlab.analysis.figures);
-    # sweep and scaling come with the sweep table and the scaling fit (their own rules).
+    # What draws it: curves, final, paired, quant or momentum (the plot rule,
+    # speedlab.analysis.figures); sweep and scaling come with the sweep table and the scaling fit,
+    # sequential with the interim analysis (speedlab.analysis.sequential plot) and curve_rule
+    # with the rule over steps (speedlab.analysis.curves): their own rules.
     kind: str
-    table: str = "runs"  # what it reads: results/studies/<study>/<table>.parquet
+    table: str = "runs"  # what the plot rule reads: results/studies/<study>/<table>.parquet
     metric: str | None = None
     x: str | None = None
 
 
-# The runs columns a final_<metric> figure shows: every study metric (studies.*.metric in the
-# schema) and the training time.
-FINAL_METRICS = ("q_val_bpb", "val_bpb", "q_val_loss", "val_loss", "train_time_s")
-PLOT_KINDS = ("curves", "final", "quant", "momentum")
+# The runs columns a final_<metric> and a paired_<metric> figure show: every study metric
+# (studies.*.metric in the schema) and the training time.
+FINAL_METRICS = (
+    "q_val_bpb",
+    "val_bpb",
+    "q_val_loss",
+    "val_loss",
+    "steps_to_target",
+    "time_to_target",
+    "train_time_s",
+)
+PLOT_KINDS = ("curves", "final", "paired", "quant", "momentum")
 
 
 def _curve(metric: str, x: str, title: str) -> Figure:
@@ -44,29 +54,60 @@ def _final(metric: str) -> Figure:
     return Figure(title, "Final metric per condition", f"final {metric}", "final", "runs", metric)
 
 
+def _paired(metric: str) -> Figure:
+    title = f"{metric} per seed: matched seeds and their differences from the baseline"
+    return Figure(title, "Paired seeds", f"paired {metric}", "paired", "runs", metric)
+
+
 FIGURES = {
     "val_bpb_vs_step": _curve("val_bpb", "step", "Validation bpb vs step"),
     "val_bpb_vs_time_s": _curve("val_bpb", "time_s", "Validation bpb vs training time"),
     "train_loss_vs_step": _curve("train_loss", "step", "Train loss vs step"),
     **{f"final_{m}": _final(m) for m in FINAL_METRICS},
+    **{f"paired_{m}": _paired(m) for m in FINAL_METRICS},
     "quantization_cost": Figure(
         "Quantization cost per run", "Final metric per condition", "quantization cost", "quant"
     ),
     "momentum_per_layer": Figure("Momentum per layer", "Design", "momentum per layer", "momentum"),
     "sweep": Figure("Sweep", "Sweep", "metric vs swept value", "sweep"),
     "scaling": Figure("Scaling fit", "Sweep", "scaling fit", "scaling"),
+    "sequential": Figure(
+        "Sequential design: the statistic at each look",
+        "Decision",
+        "sequential boundaries",
+        "sequential",
+    ),
+    "rule_over_steps": Figure(
+        "Decision rule over training steps", "Decision", "rule over steps", "curve_rule", "curves"
+    ),
 }
 # The figures the plot rule draws.
 PLOTTED = {name: f for name, f in FIGURES.items() if f.kind in PLOT_KINDS}
 
 
-def report_figures(metric: str, momentum: bool, sweep: bool, scaling: bool) -> list[str]:
-    """The report's figures in display order: curves, the study metric, time and quantization;
-    then the momentum design (when the conditions differ in it), the sweep and the scaling fit
-    (when the study declares them)."""
+def report_figures(
+    metric: str,
+    momentum: bool,
+    sweep: bool,
+    scaling: bool,
+    paired: bool = False,
+    sequential: bool = False,
+    rule_steps: bool = False,
+) -> list[str]:
+    """The report's figures in display order: curves, the study metric, its per-seed
+    differences (when there is something to pair), the sequential boundaries and the rule over
+    steps (when the study's design and rule have them), time and quantization; then the
+    momentum design (when the conditions differ in it), the sweep and the scaling fit (when the
+    study declares them)."""
+    decision = (
+        (f"paired_{metric}", paired),
+        ("sequential", sequential),
+        ("rule_over_steps", rule_steps),
+    )
     names = [
         "val_bpb_vs_step",
         f"final_{metric}",
+        *(name for name, shown in decision if shown),
         "val_bpb_vs_time_s",
         "train_loss_vs_step",
         "quantization_cost",
