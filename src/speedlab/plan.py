@@ -204,6 +204,117 @@ def format_plan(table: pd.DataFrame, config: dict) -> str:
     return "\n".join(lines)
 
 
+# --- seeds for the smallest effect that matters ---------------------------------------------
+
+
+def finished_values(root: Path, study: str, metric: str) -> pd.DataFrame:
+    """(condition, seed, value) of the study's finished runs: summary.json and roundtrip.json
+    hold every study metric (q_* in roundtrip.json) under its runs.parquet name."""
+    rows = []
+    for summary_path in sorted((root / RUNS / study).glob("*/seed*/summary.json")):
+        doc = json.loads(summary_path.read_text())
+        roundtrip = summary_path.with_name("roundtrip.json")
+        if roundtrip.exists():
+            doc = {**json.loads(roundtrip.read_text()), **doc}
+        if doc.get(metric) is not None and not doc.get("diverged"):
+            seed = int(summary_path.parts[-2].removeprefix("seed"))
+            rows.append({"condition": summary_path.parts[-3], "seed": seed, "value": doc[metric]})
+    return pd.DataFrame(rows, columns=["condition", "seed", "value"])
+
+
+def planning_design(spec: dict) -> str:
+    """paired or independent: auto pairs when every condition runs the study's seeds."""
+    if spec["design"] == "auto":
+        return "independent" if spec["condition_seeds"] else "paired"
+    return spec["design"]
+
+
+def noise_sd(spec: dict, values: pd.DataFrame, design: str) -> tuple[float, str]:
+    """The noise the plan uses: pooled from finished runs (paired: the sd of the per-seed
+    differences from the baseline), else plan.noise_sd (paired: times sqrt(2 (1 - rho)))."""
+    base = values[values["condition"] == spec["baseline"]].set_index("seed")["value"]
+    spreads, dfs = [], []
+    for cond, part in values.groupby("condition"):
+        x = part.set_index("seed")["value"]
+        if design == "paired" and cond != spec["baseline"]:
+            x = (x - base).dropna()
+        elif design == "paired":
+            continue
+        if len(x) >= 2:
+            spreads.append(x.var(ddof=1) * (len(x) - 1))
+            dfs.append(len(x) - 1)
+    if dfs:
+        return math.sqrt(sum(spreads) / sum(dfs)), f"pooled from {sum(dfs) + len(dfs)} runs"
+    sd = spec["plan"]["noise_sd"]
+    if sd is None:
+        return float("nan"), "none"
+    if design == "paired":
+        return sd * math.sqrt(2 * (1 - spec["plan"]["pair_correlation"])), "plan.noise_sd"
+    return sd, "plan.noise_sd"
+
+
+def seeds_lines(config: dict, table: pd.DataFrame, root: Path) -> list[str]:
+    """Per study with plan.min_effect: seeds per arm for it under the study's design and rule,
+    and what running them costs; with an adaptive design, its maximum and expected cost."""
+    from speedlab.analysis.decision import resolve_rule
+    from speedlab.analysis.power import seeds_for_effect
+
+    lines = []
+    for study, part in table.groupby("study", sort=False):
+        spec = config["studies"][study]
+        effect = spec["plan"]["min_effect"]
+        if effect is None:
+            continue
+        rule, design = resolve_rule(spec["decision"]), planning_design(spec)
+        sd, source = noise_sd(spec, finished_values(root, study, spec["metric"]), design)
+        if not math.isfinite(sd):
+            lines.append(
+                f"{study}: no noise sd to plan with: no finished runs, and "
+                f"studies.{study}.plan.noise_sd is not set"
+            )
+            continue
+        power = spec["plan"]["power"]
+        n = seeds_for_effect(effect, sd, design=design, rule=rule, power=power)
+        lines.append(
+            f"{study}: min_effect {effect:g} ({spec['metric']}), noise sd {sd:.3g} ({source}), "
+            f"{rule['rule']} rule at alpha {rule['alpha']:g}, {design}: "
+            f"{_seeds(n)} seeds per arm for {power:.0%} power; {_cost(part, n, config)}"
+        )
+        if spec["adaptive"]:
+            lines.append(_adaptive_line(spec, part, rule, design, effect / sd, config))
+    return ["", "Seeds for the smallest effect that matters:", *lines] if lines else []
+
+
+def _seeds(n: float) -> str:
+    return f"more than {int(1e4):,}" if math.isinf(n) else f"{int(n):,}"
+
+
+def _cost(part: pd.DataFrame, n: float, config: dict) -> str:
+    """GPU-hours (and money) of n seeds of every condition of the study."""
+    if not math.isfinite(n):
+        return "not affordable"
+    gpu_hours = float((part["hours_per_run"] * part["gpus"]).sum() * n)
+    run_hours = float(part["hours_per_run"].sum() * n)
+    price = gpu_hour_price(config)
+    usd = f", ${gpu_hours * price:,.0f}" if price is not None and gpu_hours else ""
+    return f"{gpu_hours:,.1f} GPU-hours{usd} ({run_hours:,.1f} run-hours)"
+
+
+def _adaptive_line(spec, part, rule, design, effect_over_sd, config) -> str:
+    from speedlab.analysis.sequential import expected_seeds
+
+    a = spec["adaptive"]
+    e = expected_seeds(
+        tuple(a["looks"]), a["spending"], design, rule, a["futility"], effect_over_sd,
+        rule["alpha"],
+    )  # fmt: skip
+    return (
+        f"  adaptive looks {a['looks']} ({a['spending']}): at most {_cost(part, e['max'], config)};"
+        f" expected {_cost(part, e['expected_h0'], config)} with no effect and "
+        f"{_cost(part, e['expected_h1'], config)} at min_effect"
+    )
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m speedlab.plan") -> None:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -227,7 +338,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m speedlab.plan") -
         table = plan_table(validate(config), args.root)
     except ValueError as e:  # a ConfigError, or no step time to plan with
         raise SystemExit(f"{prog}: {e}") from None
-    print(format_plan(table, config))
+    print("\n".join([format_plan(table, config), *seeds_lines(config, table, args.root)]))
 
 
 if __name__ == "__main__":

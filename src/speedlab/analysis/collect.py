@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from speedlab.analysis.curves import add_target_columns
 from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.config import flatten
 from speedlab.files import atomic_path
@@ -53,6 +54,9 @@ COLUMNS = {
     "slurm_job_id": ("string", "SLURM job id, when run under SLURM"),
     "resumed_from_step": ("Int64", "step the run resumed from after a preemption"),
     "log_path": ("string", "the log an imported run was read from"),
+    "steps_to_target": ("float64", "step the validation curve first reaches curve_target"),
+    "time_to_target": ("float64", "training time (s) at which it does"),
+    "target_censored": ("bool", "never reached the target: the two hold the run's last point"),
 }
 
 CURVE_METRICS = ("train_loss", "val_loss", "val_bpb")
@@ -131,9 +135,13 @@ def typed_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def collect(
-    summaries: list[Path], baseline: str, imported: list[tuple[Path, Path]] = ()
+    summaries: list[Path],
+    baseline: str,
+    imported: list[tuple[Path, Path]] = (),
+    curve_target: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tables of the study's speedlab runs plus imported (runs.parquet, curves.parquet) pairs."""
+    """Tables of the study's speedlab runs plus imported (runs.parquet, curves.parquet) pairs;
+    with a curve_target, the steps and time each run took to reach it (analysis.curves)."""
     runs, curves = [], []
     for summary in summaries:
         run_dir = Path(summary).parent
@@ -148,8 +156,9 @@ def collect(
         frames.append(other)
         curve_frames.append(pd.read_parquet(curves_path))
     runs_df = pd.concat(frames, ignore_index=True).sort_values(["condition", "seed"], kind="stable")
-    curves_df = pd.concat(curve_frames, ignore_index=True)
-    return typed_runs(runs_df.reset_index(drop=True)), typed_curves(curves_df)
+    curves_df = typed_curves(pd.concat(curve_frames, ignore_index=True))
+    runs_df = add_target_columns(runs_df.reset_index(drop=True), curves_df, curve_target)
+    return typed_runs(runs_df), curves_df
 
 
 def schema_markdown() -> str:
@@ -165,6 +174,7 @@ OPTIONS = {
     "study": REQUIRED,
     "baseline": REQUIRED,
     "imports": [],  # [runs.parquet, curves.parquet] pairs from speedlab.analysis.import_logs
+    "curve_target": None,  # {metric, value}: add steps_to_target, time_to_target
 }
 
 
@@ -185,7 +195,10 @@ def main(argv=None) -> None:
     pairs = [(Path(runs), Path(curves)) for runs, curves in o["imports"]]
     if not args.summaries and not pairs:
         p.error("no runs: give --summaries and/or imports in --options")
-    runs, curves = collect(args.summaries, o["baseline"], pairs)
+    try:
+        runs, curves = collect(args.summaries, o["baseline"], pairs, o["curve_target"])
+    except ValueError as e:
+        raise SystemExit(f"speedlab.analysis.collect: --options {e}") from None
     with atomic_path(args.runs_out) as tmp:
         runs.to_parquet(tmp, index=False)
     with atomic_path(args.curves_out) as tmp:

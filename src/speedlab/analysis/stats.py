@@ -1,7 +1,8 @@
-"""Per-condition summaries and condition-vs-baseline t-tests over seeds.
+"""Per-condition summaries, and each condition judged by the study's decision rule.
 
-Every statistic comes from numpy/scipy; this module only decides which runs count and how the
-results are laid out. Metrics are treated as lower-is-better (loss, bpb, bytes).
+Every statistic comes from scipy/statsmodels (through speedlab.analysis.decision); this module
+decides which runs count, which comparisons form a family and how the results are laid out.
+Metrics are lower-is-better (loss, bpb, bytes, seconds, steps).
 """
 
 from __future__ import annotations
@@ -9,14 +10,28 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 from scipy import special as spsp
 from scipy import stats as sps
 
+from speedlab.analysis.decision import (
+    BETTER,
+    INSUFFICIENT,
+    NO_DIFFERENCE,
+    ONE_ARM,
+    WORSE,
+    evaluate,
+    holm_levels,
+    mwu_min_p,
+    pairing,
+    resolve_rule,
+    wilcoxon_min_p,
+)
 from speedlab.analysis.options import REQUIRED, runs_parser
+from speedlab.analysis.power import detectable_effect, seeds_for_effect
 from speedlab.files import atomic_path
 
 SUMMARY_COLUMNS = [
@@ -47,11 +62,35 @@ COMPARE_COLUMNS = [
     "hedges_g",
     "g_low",
     "g_high",
-    "welch_p_holm",
-    "n_for_80pct_power",
-    "record_verdict",
     "diff_low",
     "diff_high",
+    # The decision rule's own test (speedlab.analysis.decision), Holm-adjusted over the family.
+    "design",
+    "n_pairs",
+    "rule",
+    "against",
+    "test",
+    "statistic",
+    "df",
+    "p",
+    "p_adj",
+    "adjusted",
+    "estimate",
+    "est_low",
+    "est_high",
+    "est_level",
+    # Companions when paired, and the smallest p the rank tests can reach at this n.
+    "paired_t",
+    "paired_df",
+    "paired_p",
+    "wilcoxon_p",
+    "mwu_min_p",
+    "wilcoxon_min_p",
+    # Planning from the smallest effect that matters (speedlab.analysis.power).
+    "detectable",
+    "noise_sd",
+    "noise_source",
+    "n_for_min_effect",
 ]
 # Columns that existed before the bootstrap/effect-size additions; their order in the CSV is fixed.
 _SUMMARY_V1 = SUMMARY_COLUMNS[:-2]
@@ -67,21 +106,12 @@ STATS_COLUMNS = [
     "alpha",
 ]
 
-BETTER = "better"
-WORSE = "worse"
-NO_DIFFERENCE = "no detectable difference"
-INSUFFICIENT = "insufficient data"
-RECORD = "record"
-NOT_RECORD = "not a record"
-
 # Bootstrap settings: a fixed seed makes stats.csv byte-for-byte reproducible.
 BOOT_SEED = 12345
 BOOT_RESAMPLES = 9999
-# parameter-golf's record rule: beat the baseline by >= 0.005 (metric units), one-sided p < 0.01.
-RECORD_MIN_DELTA = 0.005
-RECORD_ALPHA = 0.01
 POWER_TARGET = 0.8
-POWER_MAX_N = 10_000
+# Metrics read off the validation curve: censored runs count as "at least this".
+CURVE_METRICS = ("steps_to_target", "time_to_target")
 
 
 def values(runs: pd.DataFrame, metric: str, condition: str) -> np.ndarray:
@@ -223,133 +253,185 @@ def hedges_g(x: np.ndarray, base: np.ndarray, alpha: float = 0.05) -> tuple[floa
     return float(g), float(lo), float(hi)
 
 
-def t_test_power(effect: float, n: np.ndarray | int, alpha: float = 0.05) -> np.ndarray:
-    """Power of a two-sided two-sample t-test with n per arm at standardized effect `effect`.
-
-    Noncentral t: df = 2n - 2, ncp = effect * sqrt(n / 2); power = P(|T| > t_{1-alpha/2, df}).
-    """
-    n = np.asarray(n, dtype=float)
-    df = 2 * n - 2
-    ncp = abs(effect) * np.sqrt(n / 2)
-    crit = sps.t.ppf(1 - alpha / 2, df)
-    return sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
-
-
-def n_for_power(effect: float, alpha: float = 0.05, target: float = POWER_TARGET) -> float:
-    """Smallest n per arm (>= 2) whose two-sided t-test power at `effect` reaches `target`.
-
-    Capped at POWER_MAX_N (returned when even that many seeds fall short); NaN when the effect is
-    0 or not finite.
-    """
-    if not np.isfinite(effect) or effect == 0:
-        return np.nan
-    # The first n that reaches the target, searched in blocks of 4x growing size (2-7, 8-31,
-    # ...): the same n as one pass over 2..POWER_MAX_N, without computing the power of
-    # thousands of n past it.
-    start = 2
-    while start <= POWER_MAX_N:
-        n = np.arange(start, min(4 * start, POWER_MAX_N + 1))
-        reached = np.flatnonzero(t_test_power(effect, n, alpha) >= target)
-        if len(reached):
-            return float(n[reached[0]])
-        start = 4 * start
-    return float(POWER_MAX_N)
-
-
-def detectable_effect(
-    n_a: int, n_b: int, alpha: float = 0.05, target: float = POWER_TARGET
-) -> float:
-    """Smallest |Hedges g| a two-sided two-sample t-test with n_a and n_b runs detects with
-    `target` power (noncentral t, df = n_a + n_b - 2, ncp = g * sqrt(n_a n_b / (n_a + n_b)));
-    NaN when an arm has fewer than 2 runs."""
-    if n_a < 2 or n_b < 2:
-        return np.nan
-    df = n_a + n_b - 2
-    scale = np.sqrt(n_a * n_b / (n_a + n_b))
-    crit = sps.t.ppf(1 - alpha / 2, df)
-
-    def shortfall(g: float) -> float:
-        ncp = g * scale
-        # Far out the lower tail underflows to NaN in scipy's nct: it is 0 there.
-        lower = np.nan_to_num(sps.nct.cdf(-crit, df, ncp))
-        return np.nan_to_num(sps.nct.sf(crit, df, ncp), nan=1.0) + lower - target
-
-    # The noncentral t loses precision far out; no design here needs g beyond 50.
-    if shortfall(50.0) < 0:
-        return np.inf
-    return float(optimize.brentq(shortfall, 1e-6, 50.0))
-
-
-def record_verdict(diff: float, p_less: float) -> str:
-    """parameter-golf's record rule for a lower-is-better metric: the condition's mean is at
-    least RECORD_MIN_DELTA below the baseline's and the one-sided Welch p (condition < baseline)
-    is below RECORD_ALPHA."""
-    if np.isnan(diff) or np.isnan(p_less):
-        return NOT_RECORD
-    # isclose: a mean difference of exactly 0.005 should not fail on float rounding.
-    big_enough = diff <= -RECORD_MIN_DELTA or bool(np.isclose(diff, -RECORD_MIN_DELTA, atol=1e-12))
-    return RECORD if big_enough and p_less < RECORD_ALPHA else NOT_RECORD
-
-
 def compare(
     runs: pd.DataFrame,
     metric: str,
     baseline: str,
     conditions: list[str],
     alpha: float = 0.05,
+    design: str = "auto",
+    rule: dict | None = None,
+    plan: dict | None = None,
 ) -> pd.DataFrame:
-    """Each non-baseline condition against the baseline: difference, Student and Welch t-tests,
-    Mann-Whitney U, Hedges g, Holm-corrected Welch p, n for 80% power, and the record rule.
-
-    The verdict is based on `welch_p_holm`, the Welch p Holm-corrected over all of this call's
-    comparisons; with a single comparison that is the plain Welch p.
+    """Each condition against its reference under the decision rule (speedlab.analysis.decision):
+    the baseline, decision.against for a frontier, or the rule's value for target and
+    known_sigma (then the baseline is tested too). The rule's tests are one Holm family; each
+    interval is at the level Holm tested it at (decision.holm_levels), so verdict and interval
+    agree. Student, Welch, Mann-Whitney, the paired t and Wilcoxon, and Hedges g are companions.
     """
-    base = values(runs, metric, baseline)
-    rows, ns = [], []
-    for cond in conditions:
-        if cond == baseline:
-            continue
-        x = values(runs, metric, cond)
-        ns.append(len(x))
-        rows.append({"condition": cond, "baseline": baseline, **_comparison(x, base, alpha)})
-    holm_p = holm([r["welch_p"] for r in rows])
-    for row, p, n in zip(rows, holm_p, ns, strict=True):
-        row["welch_p_holm"] = float(p)
-        row["verdict"] = verdict(row["diff"], row["welch_p_holm"], n, len(base), alpha)
+    rule = rule or resolve_rule({"alpha": alpha})
+    reference = rule["against"] if rule["rule"] == "frontier" else baseline
+    one_arm = rule["rule"] in ONE_ARM
+    tested = [c for c in conditions if one_arm or c != reference]
+    arms = [_arms(runs, metric, c, None if one_arm else reference, design) for c in tested]
+    first = [evaluate(*a.primary, rule, a.paired, censored=a.censored) for a in arms]
+    p_adj, levels = holm_levels([r["p"] for r in first], rule["alpha"])
+    several = int(np.isfinite(p_adj).sum()) > 1
+    rows = []
+    for cond, a, res, p, level in zip(tested, arms, first, p_adj, levels, strict=True):
+        if several and np.isfinite(level):
+            tost = rule["rule"] == "equivalence"
+            res = evaluate(*a.primary, rule, a.paired, 1 - 2 * (1 - level) if tost else level,
+                           censored=a.censored)  # fmt: skip
+        against = None if one_arm else reference
+        row = {"condition": cond, "baseline": against, **_companions(a, alpha)}
+        row.update(_primary(res, p if several else res["p"], several, rule, a, against))
+        row.update(_planning(a, rule, plan or {}))
+        rows.append(row)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
-def _comparison(x: np.ndarray, base: np.ndarray, alpha: float) -> dict[str, object]:
-    """One condition's values against the baseline's: every column of `compare` but the Holm p
-    and the verdict (those need all of the study's comparisons)."""
-    base_mean = float(np.mean(base)) if len(base) else np.nan
-    mean = float(np.mean(x)) if len(x) else np.nan
-    diff = mean - base_mean
-    tests, p_less = _t_tests(x, base, alpha)
-    g, g_low, g_high = hedges_g(x, base, alpha)
+class _Arms(NamedTuple):
+    """One comparison's data: x and its reference as independent arms, and as the test takes
+    them (aligned by seed when paired), with the censoring flags of a curve metric."""
+
+    x: np.ndarray
+    ref: np.ndarray | None
+    primary: tuple
+    paired: bool
+    censored: tuple | None
+
+
+def _arms(runs, metric, cond, reference, design) -> _Arms:
+    x = values(runs, metric, cond)
+    if reference is None:
+        return _Arms(x, None, (x, None), False, _censor_flags(runs, metric, cond, None))
+    ref = values(runs, metric, reference)
+    flags = _censor_flags(runs, metric, cond, reference)
+    if flags is not None:  # ranks over all runs, not pairs
+        return _Arms(x, ref, (x, ref), False, flags)
+    px, pref, paired = pairing(runs, metric, cond, reference, design)
+    return _Arms(x, ref, (px, pref), paired, None)
+
+
+def _censor_flags(runs, metric, cond, reference):
+    """(cx, cref) for a curve metric whose arms hold a censored run, else None."""
+    if metric not in CURVE_METRICS or "target_censored" not in runs:
+        return None
+
+    def flags(name):
+        rows = runs[(runs["condition"] == name) & ~runs["diverged"].astype(bool)]
+        return rows.loc[rows[metric].notna(), "target_censored"].astype(bool).to_numpy()
+
+    cx = flags(cond)
+    cref = None if reference is None else flags(reference)
+    if not cx.any() and (cref is None or not cref.any()):
+        return None
+    return cx, (np.zeros(0, bool) if cref is None else cref)
+
+
+def _primary(res: dict, p_adj: float, several: bool, rule: dict, a: _Arms, against) -> dict:
     return {
-        "diff": diff,
-        "diff_pct": 100.0 * (mean - base_mean) / base_mean if base_mean else np.nan,
-        **tests,
-        "hedges_g": g,
-        "g_low": g_low,
-        "g_high": g_high,
-        "n_for_80pct_power": n_for_power(g, alpha),
-        "record_verdict": record_verdict(diff, p_less),
+        "design": "paired" if a.paired else "independent",
+        "n_pairs": len(a.primary[0]) if a.paired else np.nan,
+        "rule": rule["rule"],
+        "against": against,
+        "test": res["test"],
+        "statistic": res["statistic"],
+        "df": res["df"],
+        "p": res["p"],
+        "p_adj": p_adj,
+        "adjusted": "holm" if several else "none",
+        "estimate": res["estimate"],
+        "est_low": res["est_low"],
+        "est_high": res["est_high"],
+        "est_level": res["est_level"],
+        "verdict": res["verdict"],
     }
 
 
-def _t_tests(x: np.ndarray, base: np.ndarray, alpha: float) -> tuple[dict[str, float], float]:
-    """Student and Welch t-tests, Welch's interval of the difference and Mann-Whitney U of x
-    against base (NaN when an arm has fewer than 2 values), and the one-sided Welch p (x < base)
-    that the record rule reads."""
+def _companions(a: _Arms, alpha: float) -> dict:
+    """The tests beside the rule's: Student, Welch (with its unadjusted interval), Mann-Whitney
+    and Hedges g on the arms as independent samples; the paired t and Wilcoxon when paired."""
+    x, base = a.x, a.ref if a.ref is not None else np.array([])
+    base_mean = float(np.mean(base)) if len(base) else np.nan
+    mean = float(np.mean(x)) if len(x) else np.nan
+    g, g_low, g_high = hedges_g(x, base, alpha)
+    out = {
+        "diff": mean - base_mean,
+        "diff_pct": 100.0 * (mean - base_mean) / base_mean if base_mean else np.nan,
+        **_t_tests(x, base, alpha),
+        "hedges_g": g,
+        "g_low": g_low,
+        "g_high": g_high,
+        "mwu_min_p": mwu_min_p(len(x), len(base)) if len(base) else np.nan,
+        **dict.fromkeys(("paired_t", "paired_df", "paired_p", "wilcoxon_p", "wilcoxon_min_p"),
+                        np.nan),
+    }  # fmt: skip
+    if a.paired:
+        out.update(_paired_tests(*a.primary))
+    return out
+
+
+def _paired_tests(x: np.ndarray, ref: np.ndarray) -> dict:
+    t = sps.ttest_rel(x, ref)
+    deltas = x - ref
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = sps.wilcoxon(x, ref).pvalue if np.any(deltas != 0) else np.nan
+    return {"paired_t": float(t.statistic), "paired_df": float(t.df), "paired_p": float(t.pvalue),
+            "wilcoxon_p": float(w), "wilcoxon_min_p": wilcoxon_min_p(len(x))}  # fmt: skip
+
+
+def _planning(a: _Arms, rule: dict, plan: dict) -> dict:
+    """The effect the achieved n detects with plan.power, and the seeds plan.min_effect
+    needs, from the noise of these runs (paired: the sd of the per-seed differences) or
+    plan.noise_sd."""
+    design = "paired" if a.paired else "independent"
+    sd, source = _noise(a, plan)
+    power = plan.get("power", POWER_TARGET)
+    n, n_ref = len(a.primary[0]), 0 if a.primary[1] is None else len(a.primary[1])
+    found = {
+        "detectable": np.nan,
+        "noise_sd": sd,
+        "noise_source": source,
+        "n_for_min_effect": np.nan,
+    }
+    if np.isfinite(sd):
+        found["detectable"] = detectable_effect(n, n_ref, sd, design=design, rule=rule, power=power)
+        if plan.get("min_effect"):
+            found["n_for_min_effect"] = seeds_for_effect(
+                plan["min_effect"], sd, design=design, rule=rule, power=power
+            )
+    return found
+
+
+def _noise(a: _Arms, plan: dict) -> tuple[float, str | None]:
+    x, ref = a.primary
+    if a.paired and len(x) >= 2:
+        return float(np.std(x - ref, ddof=1)), "pooled from runs"
+    arms = [v for v in (a.x, a.ref) if v is not None and len(v) >= 2]
+    if arms and not a.paired:
+        ss = sum(float(np.var(v, ddof=1)) * (len(v) - 1) for v in arms)
+        return float(np.sqrt(ss / sum(len(v) - 1 for v in arms))), "pooled from runs"
+    sd = plan.get("noise_sd")
+    if sd is None:
+        return np.nan, None
+    if a.paired:
+        return sd * float(np.sqrt(2 * (1 - plan.get("pair_correlation", 0.0)))), "plan.noise_sd"
+    return float(sd), "plan.noise_sd"
+
+
+def _t_tests(x: np.ndarray, base: np.ndarray, alpha: float) -> dict[str, float]:
+    """Student and Welch t-tests, Welch's (unadjusted) interval of the difference and
+    Mann-Whitney U of x against base; NaN when an arm has fewer than 2 values."""
     if len(x) < 2 or len(base) < 2:
         columns = (*COMPARE_COLUMNS[4:10], "mwu_p", "diff_low", "diff_high")
-        return dict.fromkeys(columns, np.nan), np.nan
+        return dict.fromkeys(columns, np.nan)
     student = sps.ttest_ind(x, base, equal_var=True)
     welch = sps.ttest_ind(x, base, equal_var=False)
     diff_ci = welch.confidence_interval(1 - alpha)
-    tests = {
+    return {
         "diff_low": float(diff_ci.low),
         "diff_high": float(diff_ci.high),
         "student_t": float(student.statistic),
@@ -360,8 +442,24 @@ def _t_tests(x: np.ndarray, base: np.ndarray, alpha: float) -> tuple[dict[str, f
         "welch_p": float(welch.pvalue),
         "mwu_p": float(sps.mannwhitneyu(x, base, alternative="two-sided").pvalue),
     }
-    p_less = float(sps.ttest_ind(x, base, equal_var=False, alternative="less").pvalue)
-    return tests, p_less
+
+
+def apply_sequential(table: pd.DataFrame, doc: dict) -> pd.DataFrame:
+    """The group-sequential design's final analysis replaces the fixed-design decision: its
+    design-adjusted p, interval and verdict (speedlab.analysis.sequential)."""
+    table = table.copy()
+    for cond, comp in doc["comparisons"].items():
+        final = comp.get("final")
+        at = table["condition"] == cond
+        if final is None or not at.any():
+            continue
+        for col in ("p_adj", "estimate", "est_low", "est_high", "verdict"):
+            table.loc[at, col] = final[col]
+        table.loc[at, "adjusted"] = "sequential"
+        table.loc[at, "test"] = (
+            table.loc[at, "test"] + f" (group-sequential, stopped: {comp['status']})"
+        )
+    return table
 
 
 def stats_table(
@@ -371,15 +469,19 @@ def stats_table(
     conditions: list[str],
     planned_seeds: int,
     alpha: float = 0.05,
+    design: str = "auto",
+    rule: dict | None = None,
+    plan: dict | None = None,
 ) -> pd.DataFrame:
-    """Summary joined with comparisons; the baseline's comparison cells stay empty."""
+    """Summary joined with comparisons; a reference's comparison cells stay empty."""
     if baseline not in conditions:
         raise ValueError(f"baseline {baseline!r} is not among conditions {conditions}")
-    summary = summarize(runs, metric, conditions, planned_seeds, alpha)
-    comparison = compare(runs, metric, baseline, conditions, alpha)
+    rule = rule or resolve_rule({"alpha": alpha})
+    summary = summarize(runs, metric, conditions, planned_seeds, rule["alpha"])
+    comparison = compare(runs, metric, baseline, conditions, rule["alpha"], design, rule, plan)
     table = summary.merge(comparison, on="condition", how="left")
     table.insert(0, "metric", metric)
-    table["alpha"] = alpha
+    table["alpha"] = rule["alpha"]
     return table[STATS_COLUMNS]
 
 
@@ -415,15 +517,27 @@ def write_stats(
     out_csv: str | Path,
     alpha: float = 0.05,
     out_json: str | Path | None = None,
+    design: str = "auto",
+    decision: dict | None = None,
+    plan: dict | None = None,
+    sequential: dict | None = None,
 ) -> pd.DataFrame:
-    """stats.csv: one block of rows per metric (the first is the primary one); each metric's
-    comparisons are their own Holm family. stats.json holds the same numbers plus the runs
-    excluded, for programs."""
+    """stats.csv: one block of rows per metric, its own Holm family. The first (the study's
+    metric) is judged by the decision rule (and, for an adaptive study, by the sequential
+    design's final analysis); the others by the two-sided difference rule at the same alpha.
+    stats.json holds the same numbers plus the runs excluded, for programs."""
     metrics = [metric] if isinstance(metric, str) else list(metric)
-    table = pd.concat(
-        [stats_table(runs, m, baseline, conditions, planned_seeds, alpha) for m in metrics],
-        ignore_index=True,
-    )
+    rule = resolve_rule(decision if decision is not None else {"alpha": alpha})
+    plain = resolve_rule({"alpha": rule["alpha"]})
+    blocks = []
+    for i, m in enumerate(metrics):
+        r = rule if i == 0 else plain
+        block = stats_table(runs, m, baseline, conditions, planned_seeds, r["alpha"], design, r,
+                            plan if i == 0 else None)  # fmt: skip
+        if i == 0 and sequential is not None:
+            block = apply_sequential(block, sequential)
+        blocks.append(block)
+    table = pd.concat(blocks, ignore_index=True)
     # No float_format: pandas writes round-trippable reprs, so the report sees the exact numbers.
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
@@ -431,7 +545,9 @@ def write_stats(
         doc = {
             "baseline": baseline,
             "conditions": conditions,
-            "alpha": alpha,
+            "alpha": rule["alpha"],
+            "design": design,
+            "decision": rule,
             "planned_seeds": planned_seeds,
             "primary_metric": metrics[0],
             "metrics": {m: _records(table[table["metric"] == m]) for m in metrics},
@@ -447,7 +563,11 @@ OPTIONS = {
     "baseline": REQUIRED,
     "conditions": REQUIRED,  # in the report's order
     "planned_seeds": REQUIRED,
-    "alpha": 0.05,
+    "alpha": 0.05,  # without a decision rule (the rule's alpha wins)
+    "design": "auto",
+    "decision": None,  # studies.<s>.decision (resolved or not)
+    "plan": {},
+    "sequential": None,  # path of sequential.json (adaptive studies)
 }
 
 
@@ -458,16 +578,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     o = args.options
     runs = pd.read_parquet(args.runs)
-    write_stats(
-        runs,
-        o["metrics"],
-        o["baseline"],
-        o["conditions"],
-        o["planned_seeds"],
-        args.out,
-        o["alpha"],
-        args.json,
-    )
+    sequential = json.loads(Path(o["sequential"]).read_text()) if o["sequential"] else None
+    try:
+        write_stats(
+            runs, o["metrics"], o["baseline"], o["conditions"], o["planned_seeds"], args.out,
+            o["alpha"], args.json, o["design"], o["decision"], o["plan"], sequential,
+        )  # fmt: skip
+    except ValueError as e:
+        raise SystemExit(f"speedlab.analysis.stats: {e}") from None
 
 
 if __name__ == "__main__":

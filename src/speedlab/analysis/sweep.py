@@ -36,6 +36,7 @@ SWEEP_COLUMNS = [
     "ci_high",
     "p_best",
     "is_best",
+    "ranking_supported",
     "default",
     "is_default",
     "diff",
@@ -153,8 +154,9 @@ def sweep_table(
 
     - p_best: the fraction of n_boot bootstrap resamples (seeds resampled within each value,
       numpy Generator(seed)) in which this value has the lowest mean of its group — lower is
-      better. A value with n=1 is resampled as its one run, i.e. as if it had no noise, so its
-      p_best is overconfident; a value with no runs that count has p_best 0.
+      better. Only when every value of the group has at least 2 seeds (ranking_supported): a
+      value with one run would be resampled as if it had no noise, so its P(best) would claim
+      a certainty no data supports; otherwise p_best is NaN for the whole group.
     - is_best: this value has the lowest mean of its group.
     - default / is_default: the default value of the swept key (the `default` argument, else
       the baseline runs' value, see default_value) and whether this row is it.
@@ -169,11 +171,14 @@ def sweep_table(
     for g, values, xs in by_group(data):
         dflt = default if default is not None else default_value(runs, key, group, g)
         means = group_resamples(xs, n_boot, rng)
-        if np.isfinite(means).any():
+        # With one seed a value is resampled as if it had no noise: no ranking is supported.
+        ranked = all(len(x) >= 2 for x in xs)
+        if ranked and np.isfinite(means).any():
             p_best = np.bincount(means.argmin(axis=0), minlength=len(values)) / n_boot
         else:
             p_best = np.full(len(values), np.nan)
-        common = {"metric": metric, "key": key, "group_key": group, "group": g, "alpha": alpha}
+        common = {"metric": metric, "key": key, "group_key": group, "group": g, "alpha": alpha,
+                  "ranking_supported": ranked}  # fmt: skip
         for row, v in zip(_value_rows(values, xs, dflt, p_best, alpha), values, strict=True):
             rows.append({**common, **row, "n_excluded": data[(g, v)][1]})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
