@@ -86,7 +86,9 @@ def test_table_matches_scipy():
         assert (row["ci_low"], row["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
     # n=1 and n=0: a mean (or not) but no interval, and no crash.
     assert np.isnan(t.loc[0.16, ["sd", "sem", "ci_low", "ci_high"]].astype(float)).all()
-    assert np.isnan(t.loc[0.32, "mean"]) and t.loc[0.32, "p_best"] == 0
+    assert np.isnan(t.loc[0.32, "mean"])
+    # A value with fewer than 2 seeds: no ranking is supported, so no P(best) at all.
+    assert t["p_best"].isna().all() and not t["ranking_supported"].any()
 
     # The best value is the lowest mean; the default comes from the baseline runs.
     assert t["is_best"].sum() == 1 and t.loc[0.04, "is_best"]
@@ -126,8 +128,14 @@ def test_default_resolution():
         sweep_table(runs, "optim.nope", "q_val_bpb")
 
 
+def ranked_bowl(**kw):
+    """bowl() without its one-seed and no-data values, so P(best) is supported."""
+    runs = bowl(**kw)
+    return runs[~runs[f"cfg.{KEY}"].isin([0.16, 0.32])]
+
+
 def test_p_best_sums_to_one_per_group_and_is_reproducible():
-    runs = pd.concat([bowl(noise=0.02, d_model=d, rng_seed=d) for d in (128, 256)])
+    runs = pd.concat([ranked_bowl(noise=0.02, d_model=d, rng_seed=d) for d in (128, 256)])
     a = sweep_table(runs, KEY, "q_val_bpb", group="model.d_model", n_boot=3000, seed=1)
     b = sweep_table(runs, KEY, "q_val_bpb", group="model.d_model", n_boot=3000, seed=1)
     c = sweep_table(runs, KEY, "q_val_bpb", group="model.d_model", n_boot=3000, seed=2)
@@ -135,7 +143,7 @@ def test_p_best_sums_to_one_per_group_and_is_reproducible():
     assert not np.array_equal(a["p_best"], c["p_best"])
     assert a.groupby("group")["p_best"].sum().to_numpy() == pytest.approx([1.0, 1.0])
     assert a.groupby("group")["is_best"].sum().tolist() == [1, 1]
-    assert a["group"].tolist() == [128] * 7 + [256] * 7
+    assert a["group"].tolist() == [128] * 5 + [256] * 5 and a["ranking_supported"].all()
     # The default is the baseline's value within each group.
     assert (a["default"] == BASELINE_LR).all()
     # Noisy seeds: the best value is not certain, but it is the most likely one here.
@@ -218,7 +226,12 @@ def test_table_properties(cells, order):
     rows = [run(0.01 * 2**i, s, v) for i, xs in enumerate(cells) for s, v in enumerate(xs)]
     runs = pd.DataFrame(rows)
     table = sweep_table(runs, KEY, "q_val_bpb", default=0.01, n_boot=200)
-    assert table["p_best"].sum() == pytest.approx(1.0)
+    ranked = all(len(xs) >= 2 for xs in cells)
+    assert table["ranking_supported"].all() == ranked
+    if ranked:
+        assert table["p_best"].sum() == pytest.approx(1.0)
+    else:
+        assert table["p_best"].isna().all()
     assert table["is_best"].sum() == 1
     assert table.loc[table["is_best"], "mean"].iloc[0] == table["mean"].min()
     # Row order of the runs does not matter, bootstrap included.
@@ -226,3 +239,57 @@ def test_table_properties(cells, order):
     order.shuffle(index)
     shuffled = sweep_table(runs.loc[index], KEY, "q_val_bpb", default=0.01, n_boot=200)
     pd.testing.assert_frame_equal(table, shuffled)
+
+
+def test_one_seed_per_value_supports_no_ranking():
+    # The published nGPT sweep: one seed per alpha, a 2% spread.
+    alphas = [0.05, 0.1, 0.15, 0.2, 0.25, 0.28, 0.3, 0.35]
+    rows = [run(a, 0, 3.3 * (1 + 0.02 * abs(a - 0.28)), baseline=a == 0.05) for a in alphas]
+    table = sweep_table(pd.DataFrame(rows), KEY, "q_val_bpb", n_boot=200)
+    assert table["p_best"].isna().all() and not table["ranking_supported"].any()
+    assert table.loc[table["is_best"], "value"].tolist() == [0.28]
+
+
+def test_best_is_tested_against_its_neighbours_and_the_default_with_holm():
+    from speedlab.analysis.sweep import best_tests, cells
+
+    runs = ranked_bowl(noise=0.01, rng_seed=3)
+    table = sweep_table(runs, KEY, "q_val_bpb", n_boot=200)
+    tests = best_tests(cells(runs, KEY, "q_val_bpb"), table, 0.05)
+    assert tests["value"].unique().tolist() == [0.04]
+    kinds = dict(zip(tests["against_kind"], tests["against_value"], strict=True))
+    assert kinds == {"default": 0.02, "upper neighbour": 0.08}  # the default is the lower one
+    p = [sps.ttest_ind(x_of(runs, 0.04), x_of(runs, v), equal_var=False).pvalue
+         for v in tests["against_value"]]  # fmt: skip
+    assert tests["p"].tolist() == pytest.approx(p, rel=1e-12)
+    order = np.argsort(p)
+    holm = np.maximum.accumulate(np.minimum(1, (2 - np.arange(2)) * np.array(p)[order]))
+    assert tests["p_adj"].to_numpy()[order] == pytest.approx(holm)
+    for r in tests.itertuples():
+        excludes = r.diff_low > 0 or r.diff_high < 0
+        assert excludes == (r.p_adj < 0.05)
+
+
+def test_picks_and_confirmation_on_fresh_seeds(tmp_path):
+    from speedlab.analysis.sweep import best_conditions
+
+    runs = ranked_bowl(noise=0.002, rng_seed=4)
+    table = sweep_table(runs, KEY, "q_val_bpb", n_boot=200)
+    picks = best_conditions(table, runs, KEY, None)
+    assert picks == [{"group": None, "best": "lr0.04", "default": "lr0.02"}]
+    rng = np.random.default_rng(9)
+    fresh = [run(lr, s, 1.2 + (0.0 if lr == 0.04 else 0.01) + rng.normal(0, 0.002))
+             for lr in (0.04, 0.02) for s in (100, 101, 102)]  # fmt: skip
+    pd.DataFrame(fresh).to_parquet(tmp_path / "confirm.parquet")
+    options = {"metric": "q_val_bpb", "key": KEY, "seeds": [100, 101, 102], "picks": picks}
+    out = tmp_path / "confirm.csv"
+    main(["confirm", "--options", json.dumps(options), "--runs",
+          str(tmp_path / "confirm.parquet"), "--out", str(out)])  # fmt: skip
+    got = pd.read_csv(out).iloc[0]
+    x = [r["q_val_bpb"] for r in fresh if r["cfg.optim.matrix_lr"] == 0.04]
+    y = [r["q_val_bpb"] for r in fresh if r["cfg.optim.matrix_lr"] == 0.02]
+    assert got["p"] == pytest.approx(sps.ttest_rel(x, y).pvalue, rel=1e-12)
+    assert got["against_kind"] == "default (confirmation)" and "paired" in got["verdict"]
+    two = pd.concat([runs, runs.assign(condition="copy")])
+    with pytest.raises(ValueError, match="expected one"):
+        best_conditions(table, two, KEY, None)

@@ -8,6 +8,8 @@ are lower-is-better and diverged runs or runs without the metric are left out (a
 
 from __future__ import annotations
 
+import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -49,6 +51,7 @@ IS_DEFAULT = "is the default"
 NOT_TESTABLE = "not testable (n<2)"
 NO_DEFAULT = "no default value known"
 DEFAULT_NOT_SWEPT = "default value not in this sweep"
+NO_RANKING = "no ranking supported: a value has < 2 seeds"
 
 
 def cfg_column(runs: pd.DataFrame, key: str) -> str:
@@ -222,6 +225,145 @@ def _value_rows(values: list, xs: list[np.ndarray], dflt, p_best: np.ndarray, al
         }
 
 
+TEST_COLUMNS = [
+    "metric", "key", "group_key", "group", "value", "against_value", "against_kind", "n",
+    "n_against", "diff", "diff_low", "diff_high", "est_level", "p", "p_adj", "verdict",
+]  # fmt: skip
+
+
+def best_tests(data: dict, table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The best value of each group against its neighbours (the next lower and higher swept
+    values) and the default: Welch t, one Holm family per group, each interval at the level
+    Holm tested it at (decision.holm_levels), so verdict and interval agree."""
+    rows = []
+    for g, values, xs in by_group(data):
+        part = table[table["group"].isna() if g is None else table["group"] == g]
+        best = part[part["is_best"].astype(bool)]
+        if best.empty:
+            continue
+        b = values.index(best["value"].iloc[0])
+        dflt = best["default"].iloc[0]
+        against = _neighbours(values, b, dflt)
+        rows += _family(part, values, xs, b, against, alpha)
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+
+
+def _neighbours(values: list, b: int, dflt) -> list[tuple[int, str]]:
+    """(index, kind) of what the best value is tested against, each value once."""
+    out = []
+    d = next((i for i, v in enumerate(values) if dflt is not None and _same(v, dflt)), None)
+    if d is not None and d != b:
+        out.append((d, "default"))
+    for i, kind in ((b - 1, "lower neighbour"), (b + 1, "upper neighbour")):
+        if 0 <= i < len(values) and i != d:
+            out.append((i, kind))
+    return out
+
+
+def _family(part, values, xs, b, against, alpha) -> list[dict]:
+    from speedlab.analysis.decision import holm_levels
+
+    x = xs[b]
+    ps = [_welch(x, xs[i]).pvalue if len(x) >= 2 and len(xs[i]) >= 2 else np.nan
+          for i, _ in against]  # fmt: skip
+    p_adj, levels = holm_levels(ps, alpha)
+    common = {c: part[c].iloc[0] for c in ("metric", "key", "group_key", "group")}
+    rows = []
+    for (i, kind), p, pa, level in zip(against, ps, p_adj, levels, strict=True):
+        ref = xs[i]
+        row = {**common, "value": values[b], "against_value": values[i], "against_kind": kind,
+               "n": len(x), "n_against": len(ref), "p": p, "p_adj": pa, "est_level": level,
+               "diff": _mean_diff(x, ref)}  # fmt: skip
+        row.update(_interval(x, ref, level, pa, alpha))
+        rows.append(row)
+    return rows
+
+
+def _mean_diff(x, ref) -> float:
+    return float(np.mean(x) - np.mean(ref)) if len(x) and len(ref) else np.nan
+
+
+def _welch(x, ref):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # both arms constant: p is NaN
+        return sps.ttest_ind(x, ref, equal_var=False)
+
+
+def _interval(x, ref, level, p_adj, alpha) -> dict:
+    """Welch's interval at `level` and the verdict it gives."""
+    if not np.isfinite(level):
+        return {"diff_low": np.nan, "diff_high": np.nan, "verdict": NOT_TESTABLE}
+    ci = _welch(x, ref).confidence_interval(level)
+    low, high = float(ci.low), float(ci.high)
+    if high < 0:
+        words = "better"
+    elif low > 0:
+        words = "worse"
+    else:
+        words = f"no detectable difference at alpha={alpha:g} (Holm)"
+    return {"diff_low": low, "diff_high": high, "verdict": words}
+
+
+def best_conditions(table: pd.DataFrame, runs: pd.DataFrame, key: str, group: str | None):
+    """Per group: the condition of its best value and of the default (None when the default
+    is not swept), for the confirmation runs on fresh seeds."""
+    col = cfg_column(runs, key)
+    picks = []
+    for _, part in table.groupby("group", dropna=False, sort=False):
+        best = part[part["is_best"].astype(bool)]
+        if best.empty:
+            continue
+        g = part["group"].iloc[0]
+        rows = runs if group is None or pd.isna(g) else runs[runs[cfg_column(runs, group)] == g]
+        pick = {"group": None if pd.isna(g) else _plain(g)}
+        pick["best"] = _condition_of(rows, col, best["value"].iloc[0], key)
+        dflt = best["default"].iloc[0]
+        swept = part["is_default"].astype(bool).any()
+        pick["default"] = _condition_of(rows, col, dflt, key) if swept else None
+        picks.append(pick)
+    return picks
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _condition_of(rows: pd.DataFrame, col: str, value, key: str) -> str:
+    names = sorted(set(rows.loc[[_same(v, value) for v in rows[col]], "condition"]))
+    if len(names) != 1:
+        raise ValueError(f"sweep: {key}={value} is run by conditions {names}, expected one")
+    return names[0]
+
+
+def confirm_table(runs: pd.DataFrame, o: dict) -> pd.DataFrame:
+    """The best value against the default on the confirmation seeds only: paired when both ran
+    the same seeds (ttest_rel), else Welch; one Holm family over the groups."""
+    from speedlab.analysis.decision import holm_levels, pairing
+
+    runs = runs[runs["seed"].isin(o["seeds"])]
+    rows, pairs = [], []
+    for pick in o["picks"]:
+        if pick["default"] is None or pick["default"] == pick["best"]:
+            continue
+        x, ref, paired = pairing(runs, o["metric"], pick["best"], pick["default"])
+        test = (sps.ttest_rel(x, ref) if paired else _welch(x, ref)) if len(x) > 1 else None
+        pairs.append((pick, x, ref, paired, test))
+    p_adj, levels = holm_levels([t.pvalue if t else np.nan for *_, t in pairs], o["alpha"])
+    for (pick, x, ref, paired, test), pa, level in zip(pairs, p_adj, levels, strict=True):
+        ci = test.confidence_interval(level) if test is not None and np.isfinite(level) else None
+        low, high = (float(ci.low), float(ci.high)) if ci else (np.nan, np.nan)
+        words = "better" if high < 0 else "worse" if low > 0 else "no detectable difference"
+        rows.append({
+            "metric": o["metric"], "key": o["key"], "group_key": o["group"],
+            "group": pick["group"], "value": pick["best"], "against_value": pick["default"],
+            "against_kind": "default (confirmation)", "n": len(x), "n_against": len(ref),
+            "diff": float(np.mean(x) - np.mean(ref)), "diff_low": low, "diff_high": high,
+            "est_level": level, "p": test.pvalue if test else np.nan, "p_adj": pa,
+            "verdict": (words if ci else NOT_TESTABLE) + (" (paired by seed)" if paired else ""),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+
+
 def _label(v) -> str:
     """A value as it reads best: 0.04, 256, 1e-05, True, adamw."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
@@ -250,7 +392,10 @@ def plot_sweep(
 
     fig, ax = plt.subplots(figsize=(8, 5))
     seeds_at = {} if runs is None else cells(runs, key, metric, group_key if grouped else None)
-    for i, (g, color) in enumerate(zip(groups, themed_colors(len(groups)), strict=True)):
+    # Groups that are values of a numeric key (widths, depths) get a light-to-dark ramp.
+    numeric = grouped and pd.to_numeric(pd.Series(groups), errors="coerce").notna().all()
+    colors = themed_colors(len(groups), "sequential" if numeric else "qualitative")
+    for i, (g, color) in enumerate(zip(groups, colors, strict=True)):
         rows = table[table["group"].isna() if pd.isna(g) else table["group"] == g]
         label = f"{group_key} = {_label(g)}" if grouped else "mean over seeds"
         _draw_means(ax, rows[rows["n"] > 0], lambda x, i=i: dodge(x, i), color, label)
@@ -307,7 +452,11 @@ def _draw_means(ax, rows: pd.DataFrame, dodge, color, label: str) -> None:
     best = rows[rows["is_best"].astype(bool)]
     if len(best):
         b = best.iloc[0]
-        label += f"  (best {_label(b['value'])}, p_best {b['p_best']:.2f})"
+        ranked = bool(b.get("ranking_supported", True)) and np.isfinite(b["p_best"])
+        odds = (
+            f"p_best {b['p_best']:.2f}" if ranked else "no ranking supported: a value has < 2 seeds"
+        )
+        label += f"  (best {_label(b['value'])}, {odds})"
     ax.errorbar(
         dodge(rows["value"]),
         mean,
@@ -372,13 +521,31 @@ OPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = runs_parser("speedlab.analysis.sweep", "Metric per value of a swept config key.", OPTIONS)
-    p.add_argument("--table-out", required=True, type=Path, help="output CSV")
-    p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
+    """`sweep [--tests-out]` (the table and figure), `sweep picks` (the best value's and the
+    default's conditions) or `sweep confirm` (their test on the confirmation seeds)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in ("picks", "confirm") else "sweep"
+    spec = CONFIRM_OPTIONS if command == "confirm" else OPTIONS
+    p = runs_parser(f"speedlab.analysis.sweep {command}", "Metric per value of a swept key.", spec)
+    if command == "sweep":
+        p.add_argument("--table-out", required=True, type=Path, help="output CSV")
+        p.add_argument("--tests-out", type=Path, help="the best value's tests (CSV)")
+        p.add_argument("--figure-out", type=Path, help="output PNG (and a PDF beside it)")
+    else:
+        p.add_argument("--out", required=True, type=Path)
+        p.add_argument("--table", type=Path, help="sweep.csv (picks)")
     args = p.parse_args(argv)
-    o = args.options
+    o, runs = args.options, pd.read_parquet(args.runs)
+    try:
+        {"sweep": _sweep_command, "picks": _picks_command, "confirm": _confirm_command}[command](
+            args, o, runs
+        )
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"speedlab.analysis.sweep: {e}") from None
+
+
+def _sweep_command(args, o, runs) -> None:
     key, group = o["key"], o["group"]
-    runs = pd.read_parquet(args.runs)
     if o["conditions"]:
         runs = runs[runs["condition"].isin(o["conditions"])]
     # A number, as the schema has it (an integer default compares and prints as its float).
@@ -386,11 +553,44 @@ def main(argv: list[str] | None = None) -> None:
     table = sweep_table(runs, key, o["metric"], group, default, o["alpha"], o["n_boot"], o["seed"])
     with atomic_path(args.table_out) as tmp:
         table.to_csv(tmp, index=False)
+    if args.tests_out is not None:
+        tests = best_tests(cells(runs, key, o["metric"], group), table, o["alpha"])
+        with atomic_path(args.tests_out) as tmp:
+            tests.to_csv(tmp, index=False)
     if args.figure_out is not None:
         plot_sweep(table, key, o["metric"], args.figure_out, runs=runs)
     for r in table[table["is_best"]].itertuples():
         where = f"{group}={_label(r.group)}: " if group else ""
         print(f"{where}best {key}={_label(r.value)} (mean {r.mean:.5g}, n={r.n}): {r.verdict}")
+
+
+def _picks_command(args, o, runs) -> None:
+    if o["conditions"]:
+        runs = runs[runs["condition"].isin(o["conditions"])]
+    table = pd.read_csv(args.table)
+    picks = best_conditions(table, runs, o["key"], o["group"])
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(picks, indent=2) + "\n")
+    print(json.dumps(picks))
+
+
+def _confirm_command(args, o, runs) -> None:
+    table = confirm_table(runs, o)
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    for r in table.itertuples():
+        print(f"confirmation: {r.value} vs {r.against_value}: {r.verdict} (p={r.p:.3g})")
+
+
+CONFIRM_OPTIONS = {
+    "metric": REQUIRED,
+    "key": REQUIRED,
+    "group": None,
+    "default": None,
+    "seeds": REQUIRED,  # the confirmation seeds
+    "picks": REQUIRED,  # best_conditions' output
+    "alpha": 0.05,
+}
 
 
 if __name__ == "__main__":
