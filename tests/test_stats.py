@@ -11,8 +11,6 @@ from speedlab.analysis.stats import (
     compare,
     hedges_g,
     holm,
-    n_for_power,
-    record_verdict,
     stats_table,
     summarize,
     verdict,
@@ -236,72 +234,84 @@ def test_verdict_uses_holm_when_several_comparisons():
     runs = runs_frame({"a": [1, 2, 3], "b": [2, 4, 6, 8, 10], "c": [1.1, 2.1, 2.9]})
     c = compare(runs, "q_val_bpb", "a", ["a", "b", "c"]).set_index("condition")
     # b alone: Welch p = 0.046 < 0.05 (worse); with c in the family Holm doubles it.
-    assert c.loc["b", "welch_p"] < 0.05 < c.loc["b", "welch_p_holm"]
-    assert c.loc["b", "welch_p_holm"] == pytest.approx(holm(c["welch_p"])[0])
+    assert c.loc["b", "test"] == "Welch t" and c.loc["c", "test"] == "paired t"
+    assert c.loc["b", "p"] == c.loc["b", "welch_p"] < 0.05 < c.loc["b", "p_adj"]
+    assert c.loc["b", "p_adj"] == pytest.approx(holm(c["p"])[0])
     assert c.loc["b", "verdict"] == "no detectable difference"
+    # ... and its interval, at the level Holm tested it, contains 0 (Bonferroni's 97.5%).
+    assert c.loc["b", "est_level"] == pytest.approx(0.975) and c.loc["b", "adjusted"] == "holm"
+    assert c.loc["b", "est_low"] < 0 < c.loc["b", "est_high"]
+    assert c.loc["b", "diff_low"] > 0  # the unadjusted Welch interval would exclude it
     one = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
-    assert one["welch_p_holm"] == one["welch_p"] and one["verdict"] == "worse"
+    assert one["p_adj"] == one["welch_p"] and one["verdict"] == "worse"
+    assert one["adjusted"] == "none" and one["est_low"] > 0
 
 
-def _power(effect, n, alpha=0.05):
-    df = 2 * n - 2
-    ncp = effect * np.sqrt(n / 2)
-    crit = sps.t.ppf(1 - alpha / 2, df)
-    return sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
+def test_matched_seeds_are_paired_and_match_ttest_rel():
+    base, cond = [2.5618, 2.5601, 2.5633], [2.5857, 2.5849, 2.5871]
+    c = compare(runs_frame({"u": base, "l": cond}), "q_val_bpb", "u", ["u", "l"]).iloc[0]
+    ref = sps.ttest_rel(cond, base)
+    assert c["design"] == "paired" and c["n_pairs"] == 3 and c["test"] == "paired t"
+    assert abs(c["p"] - ref.pvalue) < 1e-12 and abs(c["paired_p"] - ref.pvalue) < 1e-12
+    ci = ref.confidence_interval(0.95)
+    assert (c["est_low"], c["est_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert c["wilcoxon_p"] == pytest.approx(sps.wilcoxon(cond, base).pvalue)
+    # 3 pairs: the signed-rank test cannot go below 0.25, Mann-Whitney 3 vs 3 below 0.1.
+    assert c["wilcoxon_min_p"] == 0.25 and c["mwu_min_p"] == pytest.approx(0.1)
+    assert c["verdict"] == "worse"
+    ind = compare(
+        runs_frame({"u": base, "l": cond}), "q_val_bpb", "u", ["u", "l"], design="independent"
+    ).iloc[0]
+    assert ind["design"] == "independent" and ind["p"] == pytest.approx(ind["welch_p"])
 
 
-@pytest.mark.parametrize("effect", [1.31324, -0.5, 2.5, 0.2])
-def test_n_for_80pct_power_is_the_smallest_reaching_it(effect):
-    n = n_for_power(effect)
-    assert _power(abs(effect), n) >= 0.8
-    assert n == 2 or _power(abs(effect), n - 1) < 0.8
+def test_record_rule_from_the_preset():
+    from speedlab.analysis.decision import resolve_rule
 
-
-def test_n_for_power_edge_cases_and_column():
-    assert np.isnan(n_for_power(0.0)) and np.isnan(n_for_power(float("nan")))
-    assert n_for_power(0.001) == 10_000  # capped
-    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
-    assert c["n_for_80pct_power"] == n_for_power(c["hedges_g"])
-    assert c["n_for_80pct_power"] == 2  # g is about -6.5: two seeds already suffice
-
-
-def test_record_rule_both_ways():
-    # BETTER is 0.093 below BASE with one-sided p ~ 1e-5: a record.
-    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"]).iloc[0]
-    assert sps.ttest_ind(BETTER, BASE, equal_var=False, alternative="less").pvalue < 0.01
-    assert c["record_verdict"] == "record"
+    rule = resolve_rule({"preset": "parameter_golf"})
+    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"], rule=rule)
+    c = c.iloc[0]
+    # BETTER is 0.093 below BASE: beyond 0.005 at one-sided p < 0.01 (Welch, shifted null).
+    want = sps.ttest_ind(BETTER, np.array(BASE) - 0.005, equal_var=False, alternative="less")
+    assert c["p"] == pytest.approx(want.pvalue, rel=1e-12) and c["verdict"] == "record"
+    assert c["est_high"] < -0.005 and c["est_low"] == -np.inf
     # significant but only 0.004 lower: not a record
-    tiny = [v - 0.004 for v in [1.5000, 1.5001, 1.4999, 1.5000]]
-    runs = runs_frame({"a": [1.5000, 1.5001, 1.4999, 1.5000], "b": tiny})
-    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
-    assert c["welch_p"] < 1e-6 and c["record_verdict"] == "not a record"
-    # large difference but too noisy for p < 0.01: not a record
-    runs = runs_frame({"a": [1.5, 1.6, 1.4], "b": [1.45, 1.3, 1.6]})
-    c = compare(runs, "q_val_bpb", "a", ["a", "b"]).iloc[0]
-    assert c["diff"] < -0.005 and c["record_verdict"] == "not a record"
-    # worse: never a record; the unit function both ways at the 0.005 boundary
-    assert record_verdict(+0.1, 0.001) == "not a record"
-    assert record_verdict(1.495 - 1.5, 0.001) == "record"
-    assert record_verdict(-0.0049, 0.001) == "not a record"
-    assert record_verdict(-0.1, 0.01) == "not a record"
-    assert record_verdict(-0.1, float("nan")) == "not a record"
+    base = [1.5000, 1.5001, 1.4999, 1.5000]
+    runs = runs_frame({"a": base, "b": [v - 0.004 for v in base]})
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"], rule=rule).iloc[0]
+    assert c["welch_p"] < 1e-6 and c["verdict"] == "not a record"
 
 
-def test_new_columns_sit_between_verdict_and_alpha(tmp_path):
-    from speedlab.analysis.stats import STATS_COLUMNS
+def test_target_rule_tests_every_condition_against_the_value():
+    from speedlab.analysis.decision import resolve_rule
 
-    new = ["boot_low", "boot_high", "mwu_p", "hedges_g", "g_low", "g_high", "welch_p_holm"]
-    new += ["n_for_80pct_power", "record_verdict", "diff_low", "diff_high"]
-    assert STATS_COLUMNS[STATS_COLUMNS.index("verdict") + 1 :] == [*new, "alpha"]
-    assert STATS_COLUMNS[: STATS_COLUMNS.index("ci_high") + 2] == [
-        "metric", "condition", "n_planned", "n", "mean", "sd", "sem", "ci_low", "ci_high",
-        "baseline",
-    ]  # fmt: skip
+    rule = resolve_rule({"rule": "target", "target": 1.45, "alpha": 0.01})
+    c = compare(runs_frame({"a": BASE, "b": BETTER}), "q_val_bpb", "a", ["a", "b"], rule=rule)
+    c = c.set_index("condition")
+    assert list(c.index) == ["a", "b"] and c["against"].isna().all()
+    for cond, x in (("a", BASE), ("b", BETTER)):
+        want = sps.ttest_1samp(x, 1.45, alternative="less").pvalue
+        # Holm over the two one-sample tests
+        assert c.loc[cond, "p"] == pytest.approx(want, rel=1e-12)
+    assert (
+        c.loc["b", "verdict"] == "meets the target" and c.loc["a", "verdict"] != "meets the target"
+    )
+
+
+def test_planning_columns_use_the_pooled_noise_and_min_effect():
+    from speedlab.analysis.power import detectable_effect, seeds_for_effect
+
     runs = runs_frame({"a": BASE, "b": BETTER})
-    write_stats(runs, "q_val_bpb", "a", ["a", "b"], 5, tmp_path / "s.csv")
-    back = pd.read_csv(tmp_path / "s.csv")
-    assert back.loc[0, ["mwu_p", "hedges_g", "record_verdict"]].isna().all()
-    assert back.loc[1, "record_verdict"] == "record" and back.loc[0, "boot_low"] > 0
+    plan = {"min_effect": 0.02, "power": 0.8}
+    c = compare(runs, "q_val_bpb", "a", ["a", "b"], plan=plan).iloc[0]
+    pooled = np.sqrt((3 * np.var(BASE, ddof=1) + 4 * np.var(BETTER, ddof=1)) / 7)
+    assert c["noise_sd"] == pytest.approx(pooled) and c["noise_source"] == "pooled from runs"
+    rule = {"rule": "difference", "alpha": 0.05}
+    assert c["detectable"] == pytest.approx(
+        detectable_effect(5, 4, pooled, design="independent", rule=rule)
+    )
+    assert c["n_for_min_effect"] == seeds_for_effect(0.02, pooled, design="independent", rule=rule)
+    assert "n_for_80pct_power" not in c.index  # no post-hoc power at the observed effect
 
 
 def test_time_is_its_own_block_and_json_lists_exclusions(tmp_path):
@@ -340,18 +350,3 @@ def test_time_is_its_own_block_and_json_lists_exclusions(tmp_path):
     row = next(r for r in doc["metrics"]["q_val_bpb"] if r["condition"] == "layerwise")
     assert row["welch_p"] == t.loc[("q_val_bpb", "layerwise"), "welch_p"]
     assert pd.read_csv(tmp_path / "s.csv").shape == table.shape
-
-
-def test_detectable_effect_inverts_the_power_function():
-    from speedlab.analysis.stats import detectable_effect, t_test_power
-
-    g = detectable_effect(5, 5)
-    assert t_test_power(g, 5) == pytest.approx(0.8, abs=1e-9)  # equal n: the same power curve
-    # unequal n: check against the noncentral t directly
-    g = detectable_effect(2, 4)
-    df, ncp = 4, g * np.sqrt(2 * 4 / 6)
-    crit = sps.t.ppf(0.975, df)
-    power = sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)
-    assert power == pytest.approx(0.8, abs=1e-9)
-    assert detectable_effect(10, 10) < detectable_effect(4, 4) < detectable_effect(2, 4)
-    assert np.isnan(detectable_effect(1, 4))
