@@ -196,6 +196,7 @@ checkpoint interim_analysis:
 rule finish_sequential:
     input:
         doc=final_look_doc,
+        code=module_code("sequential"),
     output:
         doc="results/studies/{study}/sequential.json",
     log:
@@ -204,7 +205,8 @@ rule finish_sequential:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "cp {input.doc:q} {output.doc:q} 2> {log:q}"
+        "python -m speedlab.analysis.sequential final --doc {input.doc:q}"
+        " --out {output.doc:q} > {log:q} 2>&1"
 
 
 rule plot_sequential:

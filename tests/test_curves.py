@@ -83,7 +83,6 @@ def z_curves():
 
 
 def test_the_z_rule_over_steps_matches_a_hand_computation_on_common_steps():
-    pytest.importorskip("speedlab.analysis.decision")
     data = z_curves()
     table = cv.rule_steps(data, "val_loss", Z_RULE, ["a"], "a", "auto")
     assert list(table["step"]) == [0, 10, 30, 40]
@@ -107,7 +106,6 @@ def test_rules_without_a_step_reading_are_refused():
 
 
 def test_the_cli_writes_the_table_and_a_figure(tmp_path):
-    pytest.importorskip("speedlab.analysis.decision")
     import json
 
     z_curves().to_parquet(tmp_path / "curves.parquet")

@@ -130,6 +130,7 @@ def test_the_report_reads_every_file_its_options_name(sweep_workdir):
     assert titles == [
         "Validation bpb vs step",
         "Final val_bpb per condition",
+        "val_bpb per seed: matched seeds and their differences from the baseline",
         "Validation bpb vs training time",
         "Train loss vs step",
         "Quantization cost per run",
@@ -141,7 +142,10 @@ def test_the_report_reads_every_file_its_options_name(sweep_workdir):
     assert wd["scaling"] == "results/studies/wd/scaling.json"
     assert wd["metric"] == "val_bpb" and wd["planned_seeds"] == 1 and wd["published"] is None
     assert wd["conditions"]["w2_d128"] == {"optim.weight_decay": 0.2, "model.d_model": 128}
-    files = [wd["runs"], wd["stats"], wd["sweep"], wd["scaling"]]
+    assert wd["sweep_tests"] == "results/studies/wd/sweep_tests.csv"
+    assert wd["sequential"] is None and wd["design"] == "auto"
+    assert wd["decision"]["rule"] == "difference" and wd["data"]["shards"]
+    files = [wd["runs"], wd["stats"], wd["sweep"], wd["sweep_tests"], wd["scaling"]]
     for path in files + [f["path"] for f in wd["figures"]]:
         assert path in wd_inputs.split(", "), path
     assert "src/speedlab/analysis/templates/report.md.j2" in wd_inputs
@@ -164,7 +168,7 @@ def test_one_plot_rule_draws_each_figure_from_its_table(sweep_workdir):
         assert o["baseline"] == "w1_d64"
         assert sorted(o["conditions"]) == ["w1_d128", "w1_d64", "w2_d128", "w2_d64"]
         plotted[o["figure"]] = o
-    assert set(plotted) == set(report_figures("val_bpb", False, False, False))
+    assert set(plotted) == set(report_figures("val_bpb", False, False, False, paired=True))
     (sweep,) = jobs["analyse_sweep"]
     assert option(sweep[0]) == {
         "key": "optim.weight_decay",

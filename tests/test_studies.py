@@ -97,13 +97,20 @@ def test_lmd_studies_as_published(name):
             "fixed_high": (0.98, 0.98),
             "fixed_low": (0.90, 0.90),
         }
-        assert seeds == {
+        # The design the study wanted: looks at 2, 4, 7 and 10 shared seeds per arm ...
+        assert all(s == list(range(10)) for s in seeds.values())
+        assert study["adaptive"]["looks"] == [2, 4, 7, 10] and study["adaptive"]["futility"]
+        assert planned_seeds(study) == 10 and study["published"]["seeds"]["moderate"] == 4
+        # ... and the one it ran: the published arms at their published seeds.
+        published = config["studies"]["lmd_ablation_published"]
+        assert {c: condition_seeds(published, c) for c in published["conditions"]} == {
             "baseline": [92605, 923],
             "moderate": [23513, 38685, 62289, 32437],
             "fixed_high": [67440],
             "fixed_low": [2075],
         }
-        assert planned_seeds(study) == 10
+        assert planned_seeds(published) == 10
+        assert resolved(config, "lmd_ablation_published") == runs
     assert study["metric"] == "val_loss"
 
 
@@ -189,7 +196,7 @@ def test_ngpt_alpha_as_published():
 
 @pytest.mark.parametrize(
     "name, runs",
-    [("lmd_sweep", 14), ("lmd_ablation", 8), ("lr_sweep", 21), ("muon_upgrades", 27),
+    [("lmd_sweep", 14), ("lmd_ablation", 40), ("lr_sweep", 21), ("muon_upgrades", 27),
      ("wd_scaling", 40), ("ngpt_alpha", 36)],
 )  # fmt: skip
 def test_full_scale_plan_counts_the_runs_and_their_gpu_hours(name, runs, tmp_path):

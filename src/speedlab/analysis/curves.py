@@ -210,6 +210,14 @@ def plot_rule_steps(table: pd.DataFrame, rule: dict, out_png: str | Path) -> Pat
     return save_figure(fig, out_png, footnote=note)
 
 
+def without_diverged(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The curve points of runs that did not diverge (as the statistics leave them out)."""
+    bad = runs.loc[runs["diverged"].astype(bool), ["condition", "seed"]]
+    gone = set(zip(bad["condition"], bad["seed"], strict=True))
+    keep = [(c, s) not in gone for c, s in zip(curves["condition"], curves["seed"], strict=True)]
+    return curves[np.array(keep, bool)]
+
+
 OPTIONS = {
     "metric": REQUIRED,
     "rule": REQUIRED,  # resolved (speedlab.analysis.decision.resolve_rule)
@@ -228,13 +236,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--figure-out", required=True, type=Path)
     args = p.parse_args(argv)
     o = args.options
-    runs = pd.read_parquet(args.runs)
-    diverged = runs.loc[runs["diverged"].astype(bool), ["condition", "seed"]]
-    curves = pd.read_parquet(args.curves)
-    keep = ~curves.set_index(["condition", "seed"]).index.isin(diverged.itertuples(index=False))
+    curves = without_diverged(pd.read_parquet(args.curves), pd.read_parquet(args.runs))
     try:
         table = rule_steps(
-            curves[keep], o["metric"], o["rule"], o["conditions"], o["baseline"], o["design"]
+            curves,
+            o["metric"],
+            o["rule"],
+            o["conditions"],
+            o["baseline"],
+            o["design"],
         )
     except ValueError as e:
         raise SystemExit(f"speedlab.analysis.curves: --options {e}") from None
