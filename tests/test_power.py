@@ -96,3 +96,17 @@ def test_unusable_inputs_give_nan_not_a_number():
     assert math.isnan(seeds_for_effect(0.01, 0.0, design="independent", rule=DIFF))
     assert math.isnan(seeds_for_effect(float("nan"), 1.0, design="independent", rule=DIFF))
     assert seeds_for_effect(1e-6, 1.0, design="independent", rule=DIFF, max_n=50) == math.inf
+
+
+def test_large_effects_at_few_seeds_fall_back_to_integrating_the_noncentral_t():
+    from speedlab.analysis.power import _nct_power
+
+    # Where statsmodels is finite the integral agrees with it ...
+    for g, n in ((3.0, 3), (1.0, 8)):
+        want = TTestPower().power(g, n, 0.05)
+        assert _nct_power(g * math.sqrt(n), n - 1, 0.05, True) == pytest.approx(want, abs=1e-9)
+    # ... and where it is NaN (6.5 sd at 2 to 4 pairs) the plan still gets a number.
+    assert math.isnan(TTestPower().power(6.5, 3, 0.05))
+    p = [rule_power(6.5, n, n, design="paired", rule=DIFF) for n in (2, 3, 4)]
+    assert 0 < p[0] < p[1] < p[2] <= 1
+    assert seeds_for_effect(0.005, 0.000764, design="paired", rule=DIFF) == 3

@@ -273,6 +273,12 @@ def seeds_lines(config: dict, table: pd.DataFrame, root: Path) -> list[str]:
                 f"studies.{study}.plan.noise_sd is not set"
             )
             continue
+        if rule["rule"] == "record" and effect <= rule["min_delta"]:
+            lines.append(
+                f"{study}: a record must be shown beyond decision.min_delta {rule['min_delta']:g};"
+                f" plan.min_effect {effect:g} is not beyond it, so no number of seeds shows it"
+            )
+            continue
         power = spec["plan"]["power"]
         n = seeds_for_effect(effect, sd, design=design, rule=rule, power=power)
         lines.append(

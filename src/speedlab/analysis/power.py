@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize
+from scipy import integrate, optimize
 from scipy import stats as sps
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
@@ -55,10 +55,31 @@ def rule_power(std_effect: float, n: float, n_ref: float, *, design: str, rule: 
         return float(sps.norm.sf(sps.norm.ppf(1 - alpha) - std_effect * math.sqrt(n)))
     alternative = "larger" if kind in ONE_SIDED else "two-sided"
     if paired:
-        return float(TTestPower().power(std_effect, n, alpha, alternative=alternative))
-    return float(
-        TTestIndPower().power(std_effect, n, alpha, ratio=n_ref / n, alternative=alternative)
-    )
+        found = TTestPower().power(std_effect, n, alpha, alternative=alternative)
+        df, ncp = n - 1, std_effect * math.sqrt(n)
+    else:
+        found = TTestIndPower().power(
+            std_effect, n, alpha, ratio=n_ref / n, alternative=alternative
+        )
+        df, ncp = n + n_ref - 2, std_effect * math.sqrt(n * n_ref / (n + n_ref))
+    if np.isfinite(found):
+        return float(found)
+    # Large effects at few seeds: the noncentral t's tail is NaN in scipy (and so statsmodels);
+    # integrate it over the chi-square of the sd instead.
+    return _nct_power(ncp, df, alpha, alternative == "two-sided")
+
+
+def _nct_power(ncp: float, df: float, alpha: float, two: bool) -> float:
+    """P(T' > c) (+ P(T' < -c) two-sided) for T' = (Z + ncp) / sqrt(V / df), V ~ chi2(df)."""
+    c = sps.t.ppf(1 - alpha / 2 if two else 1 - alpha, df)
+
+    def tails(v: float) -> float:
+        s = c * math.sqrt(v / df)
+        return (sps.norm.sf(s - ncp) + (sps.norm.cdf(-s - ncp) if two else 0.0)) * sps.chi2.pdf(
+            v, df
+        )
+
+    return float(integrate.quad(tails, 0, np.inf, limit=200)[0])
 
 
 def _margin_or_effect(effect: float, rule: dict) -> float:

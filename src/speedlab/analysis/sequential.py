@@ -93,7 +93,7 @@ def look_statistic(x, ref, paired: bool, rule: dict) -> dict:
         m = ref.shape[-1]
         est = x.mean(-1) - ref.mean(-1)
         se = np.sqrt(x.var(-1, ddof=1) / n + ref.var(-1, ddof=1) / m)
-    num = est + (rule.get("min_delta") or 0.0 if rule["rule"] == "record" else 0.0)
+    num = est + ((rule.get("min_delta") or 0.0) if rule["rule"] == "record" else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         # Identical runs (se 0): an infinite statistic, or none at all when num is 0 too.
         t = np.where(se > 0, num / se, np.where(num == 0, 0.0, np.sign(num) * np.inf))
