@@ -528,6 +528,7 @@ def report_options(wildcards):
         decision=decision_rule(wildcards.study),
         plan=study["plan"],
         adaptive=study["adaptive"],
+        confirm_seeds=confirm_seeds(wildcards) or None,
         data=data,
         study=wildcards.study,
         description=study["description"],

@@ -3,6 +3,7 @@
 import subprocess
 
 import pandas as pd
+from scipy import stats as sps
 import pytest
 import yaml
 from test_import_logs import GOLF_DATA, golf_log
@@ -81,7 +82,17 @@ def test_quickstart_builds_report_stats_and_figures(built):
     assert runs["compressed_bytes"].gt(0).all() and not runs["diverged"].any()
     stats = pd.read_csv(workdir / STUDY / "stats.csv")
     assert set(stats["condition"]) == {"uniform", "layerwise"}
+    # Matched seeds: the primary test is the paired t, scipy's ttest_rel on runs.parquet.
+    row = stats[(stats["metric"] == "q_val_bpb") & (stats["condition"] == "layerwise")].iloc[0]
+    arm = {
+        c: runs[runs.condition == c].sort_values("seed")["q_val_bpb"]
+        for c in ("layerwise", "uniform")
+    }
+    want = sps.ttest_rel(arm["layerwise"].to_numpy(), arm["uniform"].to_numpy()).pvalue
+    assert row["design"] == "paired" and row["test"] == "paired t"
+    assert abs(row["p"] - want) < 1e-12
     report = (workdir / STUDY / "report.md").read_text()
+    assert "paired by seed" in report and "paired t" in report
     assert "layerwise" in report and "figures/final_q_val_bpb.png" in report
     assert "figures/quantization_cost.png" in report
 

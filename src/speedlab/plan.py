@@ -287,7 +287,8 @@ def seeds_lines(config: dict, table: pd.DataFrame, root: Path) -> list[str]:
             f"{_seeds(n)} seeds per arm for {power:.0%} power; {_cost(part, n, config)}"
         )
         if spec["adaptive"]:
-            lines.append(_adaptive_line(spec, part, rule, design, effect / sd, config))
+            beyond = effect - (rule["min_delta"] if rule["rule"] == "record" else 0.0)
+            lines.append(_adaptive_line(spec, part, rule, design, beyond / sd, config))
     return ["", "Seeds for the smallest effect that matters:", *lines] if lines else []
 
 
@@ -312,7 +313,7 @@ def _adaptive_line(spec, part, rule, design, effect_over_sd, config) -> str:
     a = spec["adaptive"]
     e = expected_seeds(
         tuple(a["looks"]), a["spending"], design, rule, a["futility"], effect_over_sd,
-        rule["alpha"],
+        rule["alpha"], power=spec["plan"]["power"],
     )  # fmt: skip
     return (
         f"  adaptive looks {a['looks']} ({a['spending']}): at most {_cost(part, e['max'], config)};"
