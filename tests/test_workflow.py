@@ -3,9 +3,9 @@
 import subprocess
 
 import pandas as pd
-from scipy import stats as sps
 import pytest
 import yaml
+from scipy import stats as sps
 from test_import_logs import GOLF_DATA, golf_log
 
 from conftest import REPO, smoke_quickstart_config, snakemake_cmd
