@@ -232,7 +232,9 @@ def interim_options(wildcards):
         looks=adaptive["looks"],
         spending=adaptive["spending"],
         futility=adaptive["futility"],
-        alpha=decision["alpha"],
+        # Bonferroni over the comparisons: each design runs at alpha / m, so the family
+        # keeps alpha whatever look each comparison stops at.
+        alpha=decision["alpha"] / n_comparisons(study),
         design=study["design"],
         plan=study["plan"],
         **{
@@ -241,6 +243,11 @@ def interim_options(wildcards):
         look=look,
         previous=previous,
     )
+
+
+def n_comparisons(study):
+    """Comparisons of a study's decision rule: every condition but the reference."""
+    return max(1, len(study["conditions"]) - 1)
 
 
 def final_look_doc(wildcards):
@@ -325,7 +332,12 @@ def stats_options(wildcards):
         baseline=study["baseline"],
         conditions=study_conditions(study),
         planned_seeds=planned_seeds(study),
-        design=study["design"],
+        # An adaptive study's arms stop at different looks: pair on the seeds they share.
+        design=(
+            "paired"
+            if study["adaptive"] and study["design"] == "auto"
+            else study["design"]
+        ),
         decision=decision_rule(wildcards.study),
         plan=study["plan"],
         sequential=sequential_doc(wildcards),

@@ -313,7 +313,7 @@ def _adaptive_line(spec, part, rule, design, effect_over_sd, config) -> str:
     a = spec["adaptive"]
     e = expected_seeds(
         tuple(a["looks"]), a["spending"], design, rule, a["futility"], effect_over_sd,
-        rule["alpha"], power=spec["plan"]["power"],
+        rule["alpha"] / max(1, len(spec["conditions"]) - 1), power=spec["plan"]["power"],
     )  # fmt: skip
     return (
         f"  adaptive looks {a['looks']} ({a['spending']}): at most {_cost(part, e['max'], config)};"

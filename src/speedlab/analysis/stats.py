@@ -453,8 +453,9 @@ def apply_sequential(table: pd.DataFrame, doc: dict) -> pd.DataFrame:
         at = table["condition"] == cond
         if final is None or not at.any():
             continue
-        for col in ("p_adj", "estimate", "est_low", "est_high", "verdict"):
-            table.loc[at, col] = final[col]
+        for col in ("p_adj", "estimate", "est_low", "est_high", "est_level", "verdict"):
+            if col in final:
+                table.loc[at, col] = final[col]
         table.loc[at, "adjusted"] = "sequential"
         table.loc[at, "test"] = (
             table.loc[at, "test"] + f" (group-sequential, stopped: {comp['status']})"
