@@ -159,6 +159,7 @@ rule collect_confirmation:
 rule confirm_sweep:
     input:
         runs="results/studies/{study}/confirm/runs.parquet",
+        picks="results/studies/{study}/confirm/picks.json",
         code=module_code("sweep"),
     output:
         table="results/studies/{study}/confirm.csv",

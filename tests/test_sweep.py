@@ -276,7 +276,10 @@ def test_picks_and_confirmation_on_fresh_seeds(tmp_path):
     runs = ranked_bowl(noise=0.002, rng_seed=4)
     table = sweep_table(runs, KEY, "q_val_bpb", n_boot=200)
     picks = best_conditions(table, runs, KEY, None)
-    assert picks == [{"group": None, "best": "lr0.04", "default": "lr0.02"}]
+    assert picks == [
+        {"group": None, "best": "lr0.04", "best_value": 0.04, "default": "lr0.02",
+         "default_value": 0.02}
+    ]  # fmt: skip
     rng = np.random.default_rng(9)
     fresh = [run(lr, s, 1.2 + (0.0 if lr == 0.04 else 0.01) + rng.normal(0, 0.002))
              for lr in (0.04, 0.02) for s in (100, 101, 102)]  # fmt: skip
@@ -290,6 +293,7 @@ def test_picks_and_confirmation_on_fresh_seeds(tmp_path):
     y = [r["q_val_bpb"] for r in fresh if r["cfg.optim.matrix_lr"] == 0.02]
     assert got["p"] == pytest.approx(sps.ttest_rel(x, y).pvalue, rel=1e-12)
     assert got["against_kind"] == "default (confirmation)" and "paired" in got["verdict"]
+    assert (got["value"], got["against_value"]) == (0.04, 0.02)
     two = pd.concat([runs, runs.assign(condition="copy")])
     with pytest.raises(ValueError, match="expected one"):
         best_conditions(table, two, KEY, None)

@@ -317,9 +317,11 @@ def best_conditions(table: pd.DataFrame, runs: pd.DataFrame, key: str, group: st
         rows = runs if group is None or pd.isna(g) else runs[runs[cfg_column(runs, group)] == g]
         pick = {"group": None if pd.isna(g) else _plain(g)}
         pick["best"] = _condition_of(rows, col, best["value"].iloc[0], key)
+        pick["best_value"] = _plain(best["value"].iloc[0])
         dflt = best["default"].iloc[0]
         swept = part["is_default"].astype(bool).any()
         pick["default"] = _condition_of(rows, col, dflt, key) if swept else None
+        pick["default_value"] = _plain(dflt) if swept else None
         picks.append(pick)
     return picks
 
@@ -355,7 +357,8 @@ def confirm_table(runs: pd.DataFrame, o: dict) -> pd.DataFrame:
         words = "better" if high < 0 else "worse" if low > 0 else "no detectable difference"
         rows.append({
             "metric": o["metric"], "key": o["key"], "group_key": o["group"],
-            "group": pick["group"], "value": pick["best"], "against_value": pick["default"],
+            "group": pick["group"], "value": pick["best_value"],
+            "against_value": pick["default_value"],
             "against_kind": "default (confirmation)", "n": len(x), "n_against": len(ref),
             "diff": float(np.mean(x) - np.mean(ref)), "diff_low": low, "diff_high": high,
             "est_level": level, "p": test.pvalue if test else np.nan, "p_adj": pa,
