@@ -378,7 +378,7 @@ def rule_steps_options(wildcards):
 
 
 def curve_metric(study):
-    """The validation curve the step-by-step rule reads: the study metric's own curve."""
+    """The validation curve the step-by-step reading uses (the study metric's own)."""
     metric = study["metric"]
     if metric in ("steps_to_target", "time_to_target"):
         return study["curve_target"]["metric"]

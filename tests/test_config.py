@@ -426,3 +426,24 @@ def test_a_gpu_run_that_cannot_fit_is_refused_naming_the_condition_and_keys(prob
     for key in ("train.seq_len", "model.n_layer / model.d_model", "train.gpus",
                 "execution.gpu_mem_gb", "train.micro_batch_seqs"):  # fmt: skip
         assert key in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"adaptive": {"looks": [2, 4]}}, r"adaptive.looks: the last look needs 4 seeds"),
+        ({"adaptive": {"looks": [3, 2]}, "seeds": [0, 1, 2, 3]}, r"adaptive.looks: \[3, 2\] must"),
+        ({"adaptive": {"looks": [2, 3], "futility": True}, "plan": {}}, "futility: needs"),
+        ({"adaptive": {"looks": [2, 3]}, "decision": {"rule": "equivalence", "margin": 0.1}},
+         "no sequential design"),
+        ({"decision": {"rule": "frontier", "against": "nope"}}, r"decision.against: 'nope'"),
+        ({"decision": {"rule": "target"}}, r"decision.target: the target rule needs it"),
+        ({"design": "paired", "condition_seeds": {"uniform": [7]}}, "design: paired needs"),
+        ({"metric": "steps_to_target"}, r"metric: steps_to_target needs .*curve_target"),
+    ],
+)  # fmt: skip
+def test_bad_designs_and_rules_name_their_key(edit, message):
+    config = copy.deepcopy(BASE)
+    config["studies"]["quickstart"].update(edit)
+    with pytest.raises(ConfigError, match=message):
+        validate(config)

@@ -543,13 +543,14 @@ def _check_adaptive(name: str, study: dict) -> None:
             f"  {where}: an adaptive design adds the study's seeds in order; "
             f"studies.{name}.condition_seeds cannot be used with it"
         )
-    from speedlab.analysis.decision import resolve_rule
-    from speedlab.analysis.sequential import two_sided
+    from speedlab.analysis.decision import SEQUENTIAL_RULES, resolve_rule
 
-    try:
-        two_sided(resolve_rule(study["decision"]))
-    except ValueError as e:
-        raise ConfigError(f"  studies.{name}.{e}") from None
+    rule = resolve_rule(study["decision"])["rule"]
+    if rule not in SEQUENTIAL_RULES:
+        raise ConfigError(
+            f"  {where}: the {rule} rule (studies.{name}.decision.rule) has no sequential "
+            f"design; use one of {', '.join(SEQUENTIAL_RULES)}"
+        )
     if adaptive["futility"] and study["plan"].get("min_effect") is None:
         raise ConfigError(
             f"  {where}.futility: needs studies.{name}.plan.min_effect (the effect the "

@@ -50,6 +50,8 @@ DEFAULTS = {
 NEEDS = {"target": ("target",), "known_sigma": ("target", "sigma"), "equivalence": ("margin",),
          "frontier": ("against",)}  # fmt: skip
 ONE_ARM = ("target", "known_sigma")
+# The rules a group-sequential design supports (speedlab.analysis.sequential).
+SEQUENTIAL_RULES = ("difference", "record", "frontier")
 
 
 def resolve_rule(decision: dict | None, where: str = "decision") -> dict:

@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from speedlab.analysis.decision import SEQUENTIAL_RULES
 from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.files import atomic_path
 
 BOUND_SEED = 20261202
 BOUND_PATHS = 200_000
-RULES = ("difference", "record", "frontier")
+RULES = SEQUENTIAL_RULES
 SPENDING = ("obrien_fleming", "pocock")
 
 
