@@ -1222,3 +1222,28 @@ def test_published_values_must_name_conditions():
     bad["studies"]["quickstart"]["published"] = {"source": "x", "values": {"nope": 1.2}}
     with pytest.raises(ValueError, match=r"studies.quickstart.published.values.nope"):
         validate(bad)
+
+
+def test_known_sigma_is_a_z_rule_without_df(tmp_path):
+    """Track 3's rule: z = (mean − target) / (σ / √n) with σ known, one-sided; stats.csv
+    writes an infinite df for it, which the note leaves out."""
+    arms = (("uniform", [3.270, 3.272, 3.271]), ("layerwise", [3.279, 3.285, 3.281]))
+    rule = dict(TARGET, rule="known_sigma", alpha=0.05, sigma=0.0013, preset=None)
+    options = make_study(tmp_path, runs_frame(arms, "val_loss"), metrics="val_loss",
+                         rule=TARGET, planned=3)  # fmt: skip
+    stats = pd.read_csv(options["stats"]).astype({"df": float})
+    z = (np.mean(arms[0][1]) - 3.28) / (0.0013 / np.sqrt(3))  # by hand
+    first = stats["condition"] == "uniform"
+    stats.loc[first, ["statistic", "df", "p"]] = [z, np.inf, sps.norm.cdf(z)]
+    stats.loc[stats["verdict"].notna(), ["rule", "test"]] = ["known_sigma", "z with known σ=0.0013"]
+    stats.to_csv(options["stats"], index=False)
+    text = write_report(dict(options, decision=rule), tmp_path / "r.md")
+    assert_clean(text)
+    assert (
+        "Decision rule: known σ: a z test of the mean below 3.28 with the run-to-run σ=0.0013 "
+        "taken as known, one-sided p < 0.05"
+    ) in bullets(section(text, "## Design"))
+    sentence = bullets(section(text, "## Comparisons with `uniform` (val_loss)"))[0]
+    assert f"z with known σ=0.0013: z={minus(f'{z:.2f}')}, p={p3(sps.norm.cdf(z))}, " in sentence
+    detect = bullets(section(text, "## What the runs can detect"))[0]
+    assert "val_loss or more below 3.28 (noise sd σ=0.0013, known)" in detect

@@ -31,6 +31,16 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from speedlab.analysis.decision import (
+    BEATS_FRONTIER,
+    BETTER,
+    EQUIVALENT,
+    INSUFFICIENT,
+    MEETS,
+    ONE_ARM,
+    RECORD,
+    WORSE,
+)
 from speedlab.analysis.options import REQUIRED, add_options
 from speedlab.analysis.stats import summarize
 from speedlab.config import flatten
@@ -166,15 +176,14 @@ TIME = "train_time_s"
 PROVENANCE = ("device", "host", "torch")
 MINUS = "\u2212"
 TEMPLATES = Path(__file__).parent / "templates"
-# Verdict words (speedlab.analysis.decision); the ones that say the rule's claim holds.
-BETTER, WORSE, INSUFFICIENT = "better", "worse", "insufficient data"
-PASSING = {BETTER, WORSE, "record", "meets the target", "equivalent", "beats the frontier"}
+# The verdicts that say the rule's claim holds.
+PASSING = {BETTER, WORSE, RECORD, MEETS, EQUIVALENT, BEATS_FRONTIER}
 ADJUSTED = {
     "holm": "Holm-adjusted",
     "none": "unadjusted",
     "sequential": "adjusted for the sequential design",
 }
-ONE_SAMPLE = ("target", "known_sigma")
+ONE_SAMPLE = ONE_ARM  # rules that test one arm against a value
 # Above this many seeds a plan is not a plan (speedlab.analysis.power's max_n).
 MAX_SEEDS = 10_000
 
@@ -612,8 +621,11 @@ def _fmt_df(df: object) -> str:
 
 
 def _statistic(r) -> str:
+    """'t=41.57, df=2'; a z statistic has no df (stats.csv holds an infinite one or none)."""
     text = f"{_stat_name(str(r.test))}={fmt(r.statistic, 2)}"
-    return text + ("" if _missing(r.df) else f", df={_fmt_df(r.df)}")
+    if _missing(r.df) or math.isinf(float(r.df)):
+        return text
+    return text + f", df={_fmt_df(r.df)}"
 
 
 def arms(r, n_ref: int | None) -> str:
@@ -853,6 +865,22 @@ def _unit(r) -> str:
     return "pairs" if r.design == "paired" else ("seeds" if _one_sample(r) else "seeds per arm")
 
 
+def _detectable(r, rule: dict, value: str, metric: str) -> str:
+    """What the detectable effect is, per rule (speedlab.analysis.power.detectable_effect)."""
+    kind = r.rule if not _missing(r.rule) else rule["rule"]
+    if kind == "equivalence":
+        return (
+            f"equivalence within a margin of ±{value} {metric} or wider, when the true "
+            "difference is 0"
+        )
+    if kind == "record":
+        return f"a true improvement of {value} {metric} or more (min_delta included)"
+    if kind in ONE_SAMPLE:
+        side = "below" if rule.get("direction", "below") == "below" else "above"
+        return f"a true mean {value} {metric} or more {side} {_num(rule['target'])}"
+    return f"a true effect of {value} {metric} or more"
+
+
 def sensitivity(stats: pd.DataFrame, options: dict) -> dict:
     """Per comparison: the smallest true effect the achieved n detects with plan.power (no
     power at the observed effect: that is a noisy, upward-biased restatement of the p), the
@@ -863,7 +891,9 @@ def sensitivity(stats: pd.DataFrame, options: dict) -> dict:
     for r in compared(stats).itertuples():
         ref = _reference(by_cond, r)
         noise = None
-        if not _missing(r.noise_sd):
+        if r.rule == "known_sigma":
+            noise = f"σ={_num(options['decision']['sigma'])}, known"
+        elif not _missing(r.noise_sd):
             source = "" if _missing(r.noise_source) else f", {r.noise_source}"
             noise = f"{fmt(r.noise_sd, d)}{source}"
         rows.append(
@@ -871,7 +901,9 @@ def sensitivity(stats: pd.DataFrame, options: dict) -> dict:
                 "condition": r.condition,
                 "arms": arms(r, None if ref is None else int(ref["n"])),
                 "test": None if _missing(r.test) else str(r.test),
-                "detectable": None if _missing(r.detectable) else fmt(r.detectable, d),
+                "detectable": None
+                if _missing(r.detectable)
+                else _detectable(r, options["decision"], fmt(r.detectable, d), label(metric)),
                 "infinite": not _missing(r.detectable) and math.isinf(float(r.detectable)),
                 "noise": noise,
                 "seeds": fmt_seeds(r.n_for_min_effect),
@@ -1117,6 +1149,7 @@ def _sequential_comparison(name: str, c: dict, doc: dict, d: int) -> dict:
             "p_adj": fmt_p(final["p_adj"]),
             "estimate": fmt(final.get("estimate"), d, signed),
             "interval": fmt_ci(final.get("est_low"), final.get("est_high"), d, signed),
+            "level": None if _missing(final.get("est_level")) else fmt_level(final["est_level"]),
             "verdict": final.get("verdict") or "–",
         }
         if has_final
