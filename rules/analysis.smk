@@ -11,10 +11,10 @@ rule import_log:
     conda:
         "../envs/analysis.yaml"
     params:
-        format=lambda w: imported_log(w)["format"],
+        args=import_log_args,
     shell:
         "python -m speedlab.analysis.import_logs --study {wildcards.study}"
-        " --condition {wildcards.condition} --seed {wildcards.seed} --format {params.format}"
+        " --condition {wildcards.condition} --seed {wildcards.seed} {params.args}"
         " --runs-out {output.runs:q} --curves-out {output.curves:q} {input.log:q} > {log:q} 2>&1"
 
 
@@ -24,7 +24,8 @@ rule collect_runs:
         roundtrips=study_run_files("roundtrip.json"),
         metrics=study_run_files("metrics.jsonl"),
         imported=study_import_files,
-        code=module_code("collect"),
+        tables=study_tables,
+        code=[module_code("collect"), module_code("imports")],
     output:
         runs="results/studies/{study}/runs.parquet",
         curves="results/studies/{study}/curves.parquet",

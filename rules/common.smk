@@ -28,19 +28,25 @@ shell.prefix(
 
 from speedlab.config import (
     ConfigError,
+    PRESET_TOKENIZER,
+    is_command,
+    tokenizer_vocab,
     flatten,
     apply_command_line,
     condition_seeds,
     planned_seeds,
     run_config,
     study_conditions,
+    trained_runs,
     validate,
 )
 from speedlab.plan import finished_runs, runtime_minutes
 from speedlab.analysis.figure_list import FIGURES, PLOTTED, report_figures
 from speedlab.analysis.decision import resolve_rule
 from speedlab.analysis.sequential import next_runs, seeds_at_look
+from speedlab.analysis.imports import import_runs, table_rows
 from speedlab.data.documents import corpus_params, local_files
+from speedlab.train.external import needs_data, source_dir_name
 
 try:
     # --config values typed by the schema, `set` entries (dotted keys) applied, the scale's data
@@ -66,6 +72,12 @@ SHARDS = (
     f"results/shards/pretokenized/{config['data']['pretokenized']['preset']}"
     if PRETOKENIZED
     else f"results/shards/{TOKENIZER}"
+)
+# The tokenizer of the shards, for external trainers ({tokenizer}).
+TOKENIZER_FILE = (
+    f"{SHARDS}/{PRESET_TOKENIZER[config['data']['pretokenized']['preset']]}"
+    if PRETOKENIZED
+    else f"results/tokenizer/{TOKENIZER}.model"
 )
 EXECUTION = config["execution"]
 # Cluster execution has no local core count: then up to 8 of this host's.
@@ -170,7 +182,85 @@ def study_run_files(name):
 
 
 def run_paths(study, pairs, name):
-    return [f"results/runs/{study}/{c}/seed{s}/{name}" for c, s in pairs]
+    """`name` of each (condition, seed) run: under results/runs/ when speedlab trains it, under
+    results/external/ when the user's own script does (trainer.kind: command)."""
+    return [f"{run_root(study, c)}/{study}/{c}/seed{s}/{name}" for c, s in pairs]
+
+
+def run_root(study, condition):
+    return (
+        "results/external" if is_command(resolved(study, condition)) else "results/runs"
+    )
+
+
+def required_metric(study):
+    """The value an external run's log must give: the study metric, or the curve its
+    target is read from."""
+    spec = config["studies"][study]
+    if spec["metric"] in ("steps_to_target", "time_to_target"):
+        return spec["curve_target"]["metric"]
+    return spec["metric"]
+
+
+def trainer_dir(source):
+    """Where the trainer's source is: the local folder, or its clone in results/trainers/."""
+    if source is None:
+        return None
+    if "path" in source:
+        return os.path.expanduser(source["path"])
+    return f"results/trainers/{source_dir_name(source)}"
+
+
+def trainer_inputs(wildcards):
+    """The source (its clone, or the local folder and its scripts) and, when a template names
+    them, the shards."""
+    cfg = resolved(wildcards.study, wildcards.condition)
+    files = {}
+    folder = trainer_dir(cfg["trainer"]["source"])
+    if folder is not None:
+        files["source"] = folder
+        scripts = sorted(Path(folder).glob("*.py")) if Path(folder).is_dir() else []
+        if "path" in cfg["trainer"]["source"] and scripts:
+            files["scripts"] = [str(p) for p in scripts]
+    if needs_data(cfg):
+        files.update(
+            train=f"{SHARDS}/fineweb_train.json",
+            val=f"{SHARDS}/fineweb_val.json",
+            token_bytes=f"{SHARDS}/token_bytes.npy",
+        )
+    return files
+
+
+def trainer_paths(wildcards):
+    """--source, --data-dir, --tokenizer, --vocab-size of speedlab.train.external run."""
+    cfg = resolved(wildcards.study, wildcards.condition)
+    folder = trainer_dir(cfg["trainer"]["source"])
+    args = ["--source", folder] if folder else []
+    if needs_data(cfg):
+        args += ["--data-dir", SHARDS, "--tokenizer", TOKENIZER_FILE]
+        args += ["--vocab-size", str(tokenizer_vocab(config))]
+    return shlex.join(args)
+
+
+@functools.cache
+def trainer_sources():
+    """results/trainers/<name> -> the git source it clones, over every run of the config."""
+    sources = {}
+    for study, spec in config["studies"].items():
+        for condition in spec["conditions"]:
+            source = resolved(study, condition)["trainer"]["source"]
+            if source and "git" in source:
+                sources[source_dir_name(source)] = source
+    return sources
+
+
+def trainer_source(name):
+    if name not in trainer_sources():
+        raise WorkflowError(
+            f"results/trainers/{name}: no trainer.source of the config clones it "
+            f"(known: {', '.join(trainer_sources()) or 'none'})"
+        )
+    return trainer_sources()[name]
 
 
 def look_doc(study, look):
@@ -261,15 +351,26 @@ def decision_rule(study):
     return resolve_rule(config["studies"][study]["decision"])
 
 
+@functools.cache
+def imported_runs(study):
+    """One item per imported (condition, seed) (speedlab.analysis.imports), checked once."""
+    spec = config["studies"][study]
+    items = import_runs(study, spec, trained_runs(spec))
+    for item in items:
+        item["index"] = int(item["where"].rsplit(".", 1)[-1])
+    return items
+
+
+def import_pair(study, item):
+    """[runs.parquet, curves.parquet] of one imported log run."""
+    stem = f"results/studies/{study}/imported/{item['condition']}/seed{item['seed']}"
+    return [f"{stem}.{t}" for t in ("runs.parquet", "curves.parquet")]
+
+
 def study_import_pairs(wildcards):
-    """[runs.parquet, curves.parquet] of each of the study's imported logs, in order."""
-    return [
-        [
-            f"results/studies/{wildcards.study}/imported/{item['condition']}/seed{item['seed']}.{t}"
-            for t in ("runs.parquet", "curves.parquet")
-        ]
-        for item in study_of(wildcards)["imports"]
-    ]
+    """[runs.parquet, curves.parquet] of each imported log run, in order."""
+    items = imported_runs(wildcards.study)
+    return [import_pair(wildcards.study, i) for i in items if "log" in i]
 
 
 def study_import_files(wildcards):
@@ -277,17 +378,45 @@ def study_import_files(wildcards):
     return [path for pair in study_import_pairs(wildcards) for path in pair]
 
 
+def study_tables(wildcards):
+    """The published per-seed tables the study imports (imports: [{table: ...}])."""
+    return [e["table"] for e in study_of(wildcards)["imports"] if "table" in e]
+
+
 def imported_log(wildcards):
-    """The `imports` entry a (study, condition, seed) import job reads."""
-    for item in study_of(wildcards)["imports"]:
-        if item["condition"] == wildcards.condition and item["seed"] == int(
-            wildcards.seed
+    """The imported run a (study, condition, seed) import job reads."""
+    for item in imported_runs(wildcards.study):
+        if (
+            "log" in item
+            and item["condition"] == wildcards.condition
+            and item["seed"] == int(wildcards.seed)
         ):
             return item
     raise WorkflowError(
         f"studies.{wildcards.study}.imports: no log for condition {wildcards.condition!r} "
         f"seed {wildcards.seed}"
     )
+
+
+def import_log_args(wildcards):
+    """--format and --run of the import job (a spec format travels as JSON)."""
+    item = imported_log(wildcards)
+    fmt = item["format"]
+    args = ["--format", fmt if isinstance(fmt, str) else json.dumps(fmt)]
+    if item["run"] is not None:
+        args += ["--run", str(item["run"])]
+    return shlex.join(args)
+
+
+def import_settings(wildcards):
+    """Per imported runs.parquet: the metrics its entry maps, and whether it may pool."""
+    study = wildcards.study
+    settings = {}
+    for item in (i for i in imported_runs(study) if "log" in i):
+        runs = import_pair(study, item)[0]
+        entry = config["studies"][study]["imports"][item["index"]]
+        settings[runs] = {"metrics": entry.get("metrics", {}), "pool": entry["pool"]}
+    return settings
 
 
 def varies_momentum(wildcards):
@@ -317,10 +446,25 @@ def options(**values):
 
 def collect_options(wildcards):
     study = study_of(wildcards)
+    settings = import_settings(wildcards)
     return options(
         study=wildcards.study,
         baseline=study["baseline"],
         imports=study_import_pairs(wildcards),
+        pooled=[runs for runs, item in settings.items() if item["pool"]],
+        import_metrics={
+            r: item["metrics"] for r, item in settings.items() if item["metrics"]
+        },
+        tables=[
+            {
+                "table": e["table"],
+                "condition": e.get("condition"),
+                "pool": e["pool"],
+                "study": wildcards.study,
+            }
+            for e in study["imports"]
+            if "table" in e
+        ],
         curve_target=study["curve_target"],
     )
 
@@ -328,10 +472,14 @@ def collect_options(wildcards):
 def stats_options(wildcards):
     study = study_of(wildcards)
     return options(
-        metrics=[study["metric"], "train_time_s"],
+        metrics=(
+            [study["metric"], "train_time_s"]
+            if "train_time_s" in (table_columns(wildcards.study) or {"train_time_s"})
+            else [study["metric"]]
+        ),
         baseline=study["baseline"],
         conditions=study_conditions(study),
-        planned_seeds=planned_seeds(study),
+        planned_seeds=planned_seeds(study, imported_runs(wildcards.study)),
         # An adaptive study's arms stop at different looks: pair on the seeds they share.
         design=(
             "paired"
@@ -363,7 +511,9 @@ STEP_RULES = ("record", "known_sigma", "target")
 
 
 def has_rule_steps(wildcards):
-    return decision_rule(wildcards.study)["rule"] in STEP_RULES
+    """Followed over the steps when the decision has a step reading and the runs have curves."""
+    decided = decision_rule(wildcards.study)["rule"]
+    return decided in STEP_RULES and table_columns(wildcards.study) is None
 
 
 def rule_steps_options(wildcards):
@@ -489,10 +639,21 @@ def study_figures(wildcards):
         momentum=varies_momentum(wildcards),
         sweep=bool(sweep),
         scaling=bool(sweep and sweep["fit"]),
-        paired=len(study["conditions"]) > 1,
+        paired=len(study_conditions(study)) > 1,
         sequential=bool(study["adaptive"]),
         rule_steps=has_rule_steps(wildcards),
+        columns=table_columns(wildcards.study),
     )
+
+
+@functools.cache
+def table_columns(study):
+    """For a study made only of published tables (no curves, maybe no times), the columns
+    they have; None when the study has runs with logs."""
+    spec = config["studies"][study]
+    if spec["conditions"] or any("log" in e for e in spec["imports"]):
+        return None
+    return {c for e in spec["imports"] for row in table_rows(e["table"]) for c in row}
 
 
 def report_inputs(wildcards):
@@ -546,7 +707,7 @@ def report_options(wildcards):
         description=study["description"],
         metric=study["metric"],
         baseline=study["baseline"],
-        planned_seeds=planned_seeds(study),
+        planned_seeds=planned_seeds(study, imported_runs(wildcards.study)),
         conditions=study["conditions"],
         published=study["published"],
         scale=config["scale"] or "default",

@@ -37,3 +37,59 @@ rule train_run:
         " --out-dir $(dirname {output.summary:q}) --threads {threads}"
         " --study {wildcards.study} --condition {wildcards.condition}"
         " --checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
+
+
+# A condition with trainer.kind: command runs the user's own script (speedlab.train.external):
+# the same runs.parquet row, provenance, resources and retries as a speedlab run, under
+# results/external/ (no model.pt: the script keeps its own weights in the work folder).
+rule run_trainer_command:
+    input:
+        unpack(trainer_inputs),
+    output:
+        metrics="results/external/{study}/{condition}/seed{seed}/metrics.jsonl",
+        summary="results/external/{study}/{condition}/seed{seed}/summary.json",
+        provenance="results/external/{study}/{condition}/seed{seed}/provenance.json",
+        roundtrip="results/external/{study}/{condition}/seed{seed}/roundtrip.json",
+        # The log the metrics were read from, as the script wrote it.
+        trainer_log="results/external/{study}/{condition}/seed{seed}/train.log",
+    log:
+        "logs/run_trainer_command/{study}/{condition}/seed{seed}.log",
+    benchmark:
+        "benchmarks/run_trainer_command/{study}/{condition}/seed{seed}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: train_threads
+    resources:
+        **GPU_MODEL,
+        mem_mb=lambda w: 4000 + run_gpus(w) * EXECUTION["mem_mb_per_gpu"],
+        runtime=train_runtime,
+        gpu=run_gpus,
+        slurm_extra="--signal=USR1@300",
+    params:
+        config=run_config_json,
+        metric=lambda w: required_metric(w.study),
+        paths=trainer_paths,
+        # Not an output: kept across a retry, so a script that resumes finds its files.
+        work_dir="results/external/{study}/{condition}/seed{seed}/work",
+    shell:
+        "python -m speedlab.train.external run --config {params.config:q}"
+        " --seed {wildcards.seed} --study {wildcards.study} --condition {wildcards.condition}"
+        " --metric {params.metric} --out-dir $(dirname {output.summary:q})"
+        " --work-dir {params.work_dir:q} {params.paths} > {log:q} 2>&1"
+
+
+# A git source (trainer.source: {git, commit}) is cloned once, at its pinned commit.
+rule fetch_trainer:
+    output:
+        source=directory("results/trainers/{trainer}"),
+    log:
+        "logs/fetch_trainer/{trainer}.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        git=lambda w: trainer_source(w.trainer)["git"],
+        commit=lambda w: trainer_source(w.trainer)["commit"],
+    shell:
+        "python -m speedlab.train.external fetch --git {params.git:q} --commit {params.commit}"
+        " --out {output.source:q} > {log:q} 2>&1"

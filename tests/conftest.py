@@ -72,6 +72,30 @@ def smoke_quickstart_config() -> dict:
     return config
 
 
+EXTERNAL_TRAINER = REPO / "tests" / "fixtures" / "external_trainer"
+
+
+def external_study(seeds=(1, 2)) -> dict:
+    """A study trained by an external script (tests/fixtures/external_trainer/train_tiny.py,
+    a real bigram model that prints parameter-golf's log format), its settings by environment
+    variables, as parameter-golf's authors run train_gpt.py."""
+    return {
+        "baseline": "lr_low",
+        "seeds": list(seeds),
+        "metric": "q_val_bpb",
+        "trainer": {
+            "kind": "command",
+            "command": "{python} train_tiny.py",
+            "source": {"path": str(EXTERNAL_TRAINER)},
+            "env": {"DATA_PATH": "{data_dir}", "LR": "{lr}", "ITERATIONS": "{steps}"},
+            "seed": "SEED",
+            "log_format": "parameter_golf",
+        },
+        "conditions": {"lr_low": {"params": {"lr": 0.005}}, "lr_high": {"params": {"lr": 0.05}}},
+        "overrides": {"train.steps": 30},
+    }
+
+
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory, sp_model, texts):
     """Train/val shards of real FineWeb text with the session tokenizer, and its byte table."""

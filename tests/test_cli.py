@@ -4,7 +4,7 @@ import shutil
 import subprocess
 
 import numpy as np
-from test_import_logs import golf_log, modded_log
+from test_import_logs import MODDED_DATA, golf_log, modded_log
 
 from conftest import REPO
 from speedlab.data.shards import write_shard
@@ -58,24 +58,75 @@ def test_shards_info_and_check(cli_env, tmp_path):
 
 def test_import_logs_says_what_each_log_yields_or_why_not(cli_env, tmp_path):
     logs = tmp_path / "records"
-    logs.mkdir()
+    (logs / "run").mkdir(parents=True)
     (logs / "golf.log").write_text(golf_log())
     (logs / "modded.txt").write_text(modded_log())
+    trials = "".join(
+        f"trial:{k}/2 seed:{k}\n" + MODDED_DATA.replace("3.2789", f"3.27{k}") for k in (1, 2)
+    )
+    (logs / "trials.txt").write_text(modded_log(trials))
     (logs / "notes.txt").write_text("a README, not a log\n")
-    (logs / "image.png").write_bytes(b"\x89PNG")  # not a log name: not read
+    (logs / "run" / "metadata.txt").write_text("run_id=1\nseed=3\nexit_code=0\n")
+    (logs / "run" / "stderr.txt").write_text("Traceback (most recent call last):\nValueError: x\n")
+    (logs / "run" / "empty.log").write_text("")
+    (logs / "requirements.txt").write_text("torch\n")  # not a log by name: not read
+    (logs / "train.py").write_text("import os\n")
+    (logs / "image.png").write_bytes(b"\x89PNG")
     p = speedlab("import-logs", "--summary", logs, tmp_path / "missing.log", env=cli_env)
     assert p.returncode == 1, p.stderr
-    lines = p.stdout.splitlines()
-    assert len(lines) == 5 and lines[-1] == "2 of 4 file(s) read"
-    golf = next(line for line in lines if line.startswith(f"{logs / 'golf.log'}: "))
-    assert "parameter_golf, 200/200 steps, seed 1337" in golf and "q_val_bpb 1.2244" in golf
-    modded = next(line for line in lines if line.startswith(f"{logs / 'modded.txt'}: "))
-    assert "modded_nanogpt" in modded and "seed not logged" in modded and "val_loss" in modded
-    assert f"{logs / 'notes.txt'}: refused: no step lines" in p.stdout
-    assert f"{tmp_path / 'missing.log'}: refused: no such log file" in p.stdout
+    out = p.stdout
+    golf = next(line for line in out.splitlines() if line.startswith(f"{logs / 'golf.log'}: "))
+    assert "parameter_golf, 200/200 steps, seed 1337, 8.7 s" in golf
+    assert "final_int8_zlib_roundtrip_exact val_loss 2.0727 val_bpb 1.2244" in golf
+    modded = next(line for line in out.splitlines() if line.startswith(f"{logs / 'modded.txt'}: "))
+    assert "modded, 1770/1770 steps, seed not logged" in modded
+    assert "val_loss 3.2789 (no final line)" in modded
+    assert f"{logs / 'trials.txt'}: modded, 2 runs\n  run 0: modded, 1770/1770 steps, seed 1" in out
+    assert (
+        "  run 1: modded, 1770/1770 steps, seed 2, 159.5 s; train_loss 9.8000, val_loss 3.2720"
+        in out
+    )
+    assert f"{logs / 'notes.txt'}: refused: not a training log: no step lines" in out
+    assert f"{logs / 'run' / 'metadata.txt'}: refused: not a training log: metadata" in out
+    assert f"{logs / 'run' / 'stderr.txt'}: refused: not a training log: a stderr dump" in out
+    assert f"{logs / 'run' / 'empty.log'}: refused: not a training log: empty file" in out
+    assert f"{tmp_path / 'missing.log'}: failed: no such log file" in out
+    totals = out.split(f"{tmp_path / 'missing.log'}: failed: no such log file\n")[1].splitlines()
+    assert totals == [
+        "3 of 8 file(s) read: 3 training log(s), 4 run(s)",
+        "refused: 1 (no step lines (`step:N/M ...`, `N/M train_loss: ...` or `s:N trl:...`))",
+        "refused: 1 (empty file)",
+        "refused: 1 (metadata (key=value lines), no step lines)",
+        "refused: 1 (a stderr dump (warnings, tracebacks), no step lines)",
+        "failed: 1 (missing or unreadable, or a line that does not parse)",
+        "absent from the snapshot: 0 (tracked by git, not on disk)",
+        "skipped, not logs by name: 3 (.png 1, requirements.txt 1, .py 1)",
+    ]
     p = speedlab("import-logs", logs / "golf.log", env=cli_env)
     assert p.returncode == 0, p.stdout
     assert "  cfg.train.seed: 1337" in p.stdout and "  compressed_bytes: 15815847" in p.stdout
+    assert "  final final_int8_zlib_roundtrip_exact: val_loss 2.0727 val_bpb 1.22437" in p.stdout
+    assert "  size total_submission_size_int8_zlib: 15863489 bytes" in p.stdout
+    assert "  headline: final_int8_zlib_roundtrip_exact" in p.stdout
+
+
+def test_import_logs_counts_the_logs_git_tracks_that_are_absent(cli_env, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "records").mkdir(parents=True)
+    (repo / "records" / "a.txt").write_text(modded_log())
+    (repo / "records" / "big.txt").write_text(modded_log())
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "logs"], check=True)
+    (repo / "records" / "big.txt").unlink()  # as in a snapshot that leaves out large files
+    p = speedlab("import-logs", "--summary", repo / "records", env=cli_env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 of 1 file(s) read: 1 training log(s), 1 run(s)" in p.stdout
+    assert "absent from the snapshot: 1 (tracked by git, not on disk)" in p.stdout
+    assert f"  {repo / 'records' / 'big.txt'}" in p.stdout
+    p = speedlab("import-logs", "--format", "nanogpt", repo / "records", env=cli_env)
+    assert p.returncode == 2 and "unknown log format 'nanogpt'" in p.stderr
 
 
 def test_plan_reads_config_files_and_dotted_settings(cli_env, tmp_path):

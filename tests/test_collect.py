@@ -54,7 +54,7 @@ def test_runs_and_curves_carry_what_the_run_wrote(run_dir, baseline):
     for name in ("q_val_bpb", "q_val_loss", "compressed_bytes", "artifact_bytes"):
         assert row[name] == rt[name], name
     assert row["device"] == prov["device"] == "cpu" and row["host"] == prov["host"]
-    config = {f"cfg.{k}": v for k, v in flatten(prov["config"]).items()}
+    config = {f"cfg.{k}": "{}" if v == {} else v for k, v in flatten(prov["config"]).items()}
     assert sorted(config) == cfg_columns
     assert all(row[name] == value for name, value in config.items())
     assert row["cfg.train.steps"] == row["steps"] == 2

@@ -399,10 +399,11 @@ def test_train_gpt_defaults_are_those_of_the_reference_checkout():
 
 
 def test_preset_vocabularies_match_the_official_shards():
-    from speedlab.config import PRESET_VOCAB
+    from speedlab.config import PRESET_TOKENIZER, PRESET_VOCAB
     from speedlab.data.pretokenized import PRESETS
 
     assert {name: spec.vocab_size for name, spec in PRESETS.items()} == PRESET_VOCAB
+    assert {name: spec.name for name, spec in PRESETS.items()} == PRESET_TOKENIZER
 
 
 def test_gpu_runs_get_a_micro_batch_and_cpu_runs_keep_none(probe_here):

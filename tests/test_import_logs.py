@@ -1,4 +1,7 @@
-"""speedlab.analysis.import_logs on short logs shaped like parameter-golf's and modded-nanogpt's."""
+"""speedlab.analysis.import_logs on short logs shaped like parameter-golf's and modded-nanogpt's.
+
+The formats themselves are tested in test_logformats.py; this file checks the rows and tables.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 
 from speedlab.analysis.collect import COLUMNS, collect
 from speedlab.analysis.import_logs import import_log, main, parse_log
+from speedlab.logformats import NotATrainLog
 
 SEP = "=" * 100
 
@@ -161,6 +165,19 @@ def test_parameter_golf_log_to_exact_numbers(tmp_path):
         value=1.2172,
     )
     assert len(curves) == 2 + 4 + 2
+    assert {k: v for k, v in row.items() if k.startswith("log.")} == {
+        "log.final_int8_zlib_roundtrip.val_loss": 2.0727,
+        "log.final_int8_zlib_roundtrip.val_bpb": 1.2244,
+        "log.final_int8_zlib_roundtrip.eval_time_ms": 1401.0,
+        "log.final_int8_zlib_roundtrip_exact.val_loss": 2.07269931,
+        "log.final_int8_zlib_roundtrip_exact.val_bpb": 1.2243657,
+        "log.serialized_model": 67224983.0,
+        "log.code_size": 47642.0,
+        "log.total_submission_size": 67272625.0,
+        "log.serialized_model_int8_zlib": 15815847.0,
+        "log.total_submission_size_int8_zlib": 15863489.0,
+    }
+    assert len(row["code_sha256"]) == 64  # of the source dump the log begins with
 
 
 def test_source_dump_is_not_parsed(tmp_path):
@@ -173,7 +190,7 @@ def test_source_dump_is_not_parsed(tmp_path):
 def test_modded_nanogpt_log(tmp_path):
     path = write(tmp_path, modded_log())
     row, curves = import_log(path, study="s", condition="mn", seed=0)
-    assert row["source"] == "modded_nanogpt" and row["is_baseline"] is False
+    assert row["source"] == "modded" and row["is_baseline"] is False
     assert row["steps"] == 1770 and row["cfg.train.steps"] == 1770
     assert row["train_time_s"] == pytest.approx(159.503)
     assert row["step_avg_ms"] == pytest.approx(90.12)
@@ -205,11 +222,12 @@ def test_train_time_in_seconds(tmp_path):
 def test_format_auto_detection_and_override(tmp_path):
     golf, modded = write(tmp_path, golf_log(), "a.log"), write(tmp_path, modded_log(), "b.txt")
     assert parse_log(golf).source == "parameter_golf"
-    assert parse_log(modded).source == "modded_nanogpt"
+    assert parse_log(modded).source == "modded"
     # the console capture of parameter-golf has no source dump: detected all the same
     assert parse_log(write(tmp_path, GOLF_DATA, "console.txt")).source == "parameter_golf"
-    forced = parse_log(golf, "modded_nanogpt")  # parameter-golf's own lines are then not read
-    assert forced.source == "modded_nanogpt" and math.isnan(forced.q_val_bpb)
+    forced = parse_log(golf, "modded_nanogpt")  # the old name; one grammar reads both
+    assert forced.source == "modded" and forced.q_val_bpb == pytest.approx(1.2243657)
+    assert parse_log(modded, {"step": r"^step:(?P<step>\d+)/"}).source == "declared"
     with pytest.raises(ValueError, match="unknown log format 'nanogpt'"):
         parse_log(golf, "nanogpt")
 
@@ -227,18 +245,20 @@ def test_malformed_number_names_file_line_and_field(tmp_path):
     with pytest.raises(ValueError, match=f":{n}: payload: '17x'"):
         parse_log(write(tmp_path, text))
     text = modded_log().replace("train_time:12345ms", "train_time:12345")
-    with pytest.raises(ValueError, match=r"train_time: '12345' has no unit"):
+    with pytest.raises(ValueError, match=r"train_time: '12345' has no unit \(ms, s or m\)"):
         parse_log(write(tmp_path, text))
 
 
 def test_no_step_lines_is_an_error(tmp_path):
     data = "".join(line for line in GOLF_DATA.splitlines(True) if not line.startswith("step:"))
     path = write(tmp_path, golf_log(data))
-    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: no step lines"):
-        parse_log(path)
+    with pytest.raises(NotATrainLog, match=f"^{re.escape(str(path))}: not a training log: an ev"):
+        parse_log(path)  # final lines but no step lines: an evaluation without training
     # the dump's step lines do not count
-    with pytest.raises(ValueError, match="no step lines"):
+    with pytest.raises(NotATrainLog, match="not a training log: no step lines"):
         parse_log(write(tmp_path, f"{SOURCE_DUMP}{SEP}\nwarmup_step:1/20\n"))
+    with pytest.raises(NotATrainLog, match="source code only"):
+        import_log(write(tmp_path, SOURCE_DUMP + SEP + "\n"), study="s", condition="c", seed=0)
 
 
 def test_missing_file(tmp_path):
@@ -248,7 +268,7 @@ def test_missing_file(tmp_path):
 
 def test_nan_loss_means_diverged(tmp_path):
     data = GOLF_DATA.replace("train_loss:3.2100", "train_loss:nan")
-    row, curves = import_log(write(tmp_path, golf_log(data)), study="s", condition="c", seed=0)
+    row, curves = import_log(write(tmp_path, golf_log(data)), study="s", condition="c", seed=1337)
     assert row["diverged"] is True
     assert any(math.isnan(c["value"]) for c in curves)
     text = modded_log().replace("val_loss:4.2000", "val_loss:inf")
@@ -256,15 +276,36 @@ def test_nan_loss_means_diverged(tmp_path):
 
 
 def test_several_runs_in_one_file(tmp_path):
-    # the console output, then the log file with its dump: the last run is read
-    first = GOLF_DATA.replace("val_loss:2.0606", "val_loss:2.5")
-    log = parse_log(write(tmp_path, first + golf_log()))
+    # the console output, then the log file with its dump: one run, read from the log file
+    log = parse_log(write(tmp_path, GOLF_DATA + golf_log()))
     assert log.val_loss == pytest.approx(2.0606) and len(log.points) == 8
-    # runs appended without a dump between them cannot be told apart: an error
-    text = modded_log(MODDED_DATA + MODDED_DATA)
-    n = line_of(text, "step:0/1770") + MODDED_DATA.count("\n")
-    with pytest.raises(ValueError, match=f":{n}: step 0 after step 1770"):
-        parse_log(write(tmp_path, text))
+    assert log.torch == "2.9.1+cu128"
+    # runs appended one after the other: one trial each, imported one at a time
+    second = MODDED_DATA.replace("val_loss:3.2789", "val_loss:3.2801")
+    path = write(tmp_path, modded_log(MODDED_DATA + second))
+    with pytest.raises(ValueError, match=r"train.log: holds 2 runs .*choose one with run=0..1"):
+        import_log(path, study="s", condition="c", seed=0)
+    row, curves = import_log(path, study="s", condition="c", seed=0, run=1)
+    assert row["val_loss"] == pytest.approx(3.2801) and len(curves) == 4
+    with pytest.raises(ValueError, match=r"run 2 asked for, the file holds 2 run\(s\)"):
+        import_log(path, study="s", condition="c", seed=0, run=2)
+
+
+def test_seed_given_must_be_the_logs(tmp_path):
+    path = write(tmp_path, golf_log())
+    with pytest.raises(
+        ValueError, match=f"^{re.escape(str(path))}: seed 3 given, the log says seed 1337"
+    ):
+        import_log(path, study="s", condition="c", seed=3)
+    text = "".join(f"trial:{k}/2 seed:{k}\n" + MODDED_DATA for k in (1, 2))
+    path = write(tmp_path, modded_log(text.replace("val_loss:3.2789", "val_loss:3.3", 1)))
+    with pytest.raises(ValueError, match=r"\(run 1\): seed 1 given, the log says seed 2"):
+        import_log(path, study="s", condition="c", seed=1, run=1)
+    assert import_log(path, study="s", condition="c", seed=2, run=1)[0]["seed"] == 2
+    # a log that prints no seed takes the one given
+    assert (
+        import_log(write(tmp_path, modded_log()), study="s", condition="c", seed=5)[0]["seed"] == 5
+    )
 
 
 def test_cli_writes_typed_tables_that_round_trip(tmp_path, capsys):
@@ -279,10 +320,13 @@ def test_cli_writes_typed_tables_that_round_trip(tmp_path, capsys):
 
     assert len(runs) == 1
     cfg = sorted(c for c in runs.columns if c.startswith("cfg."))
-    assert list(runs.columns) == [*COLUMNS, *cfg, "step_avg_ms"]
+    logged = sorted(c for c in runs.columns if c.startswith("log."))
+    assert list(runs.columns) == [*COLUMNS, *cfg, *logged] and len(logged) == 10
     for name, (dtype, _) in COLUMNS.items():
         assert runs[name].dtype == dtype, name
     assert runs["seed"].dtype == "int64" and runs["step_avg_ms"].dtype == "float64"
+    assert all(runs[c].dtype == "float64" for c in logged)
+    assert got_logged(runs) == {c: row[c] for c in logged}
     got = runs.iloc[0]
     assert not got["is_baseline"]
     for name in ("steps", "tokens", "n_params", "compressed_bytes", "artifact_bytes", "world_size"):
@@ -290,6 +334,7 @@ def test_cli_writes_typed_tables_that_round_trip(tmp_path, capsys):
     for name in ("train_time_s", "gpu_hours", "val_bpb", "q_val_bpb", "peak_memory_mb"):
         assert got[name] == pytest.approx(row[name]), name
     assert pd.isna(got["host"]) and pd.isna(got["mfu"]) and got["device"] == row["device"]
+    assert got["step_avg_ms"] == pytest.approx(43.67) and got["artifact_bytes"] == 15863489
     assert {c: got[c] for c in cfg} == {c: row[c] for c in cfg}
 
     assert list(curves.columns) == [
@@ -312,3 +357,26 @@ def test_cli_errors_are_one_line(tmp_path):
     with pytest.raises(SystemExit, match="import_logs: .*missing.log: no such log file"):
         main(args)
     assert not (tmp_path / "r.parquet").exists()
+
+
+def got_logged(runs: pd.DataFrame) -> dict:
+    return {c: runs.iloc[0][c] for c in runs.columns if c.startswith("log.")}
+
+
+def test_cli_run_and_format_options(tmp_path, capsys):
+    text = "".join(f"trial:{k}/2 seed:{k}\n" + MODDED_DATA for k in (1, 2))
+    log = write(tmp_path, modded_log(text.replace("val_loss:3.2789", "val_loss:3.3", 1)))
+    out = ["--runs-out", str(tmp_path / "r.parquet"), "--curves-out", str(tmp_path / "c.parquet")]
+    main(["--study", "s", "--condition", "c", "--seed", "2", "--run", "1", *out, str(log)])
+    assert "modded, 1770 steps, val_loss 3.2789" in capsys.readouterr().out
+    assert pd.read_parquet(tmp_path / "r.parquet")["seed"].tolist() == [2]
+    spec = '{"step": "^step:(?P<step>\\\\d+)/(?P<total>\\\\d+) val_loss:(?P<val_loss>\\\\S+)"}'
+    main(["--study", "s", "--condition", "c", "--seed", "0", "--format", spec, *out,
+          str(write(tmp_path, modded_log(), "one.txt"))])  # fmt: skip
+    assert "declared, 1770 steps, val_loss 3.2789" in capsys.readouterr().out
+    for bad, message in (("nanogpt", "unknown log format 'nanogpt'"), ("{x", "a JSON object")):
+        with pytest.raises(SystemExit):
+            main(["--study", "s", "--condition", "c", "--seed", "0", "--format", bad, *out, "x"])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="holds 2 runs"):
+        main(["--study", "s", "--condition", "c", "--seed", "1", *out, str(log)])

@@ -128,3 +128,20 @@ def test_plan_refuses_a_run_that_cannot_fit_before_any_job(tmp_path):
                 "execution.gpu_mem_gb", "train.micro_batch_seqs"):  # fmt: skip
         assert key in message
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_the_noise_sd_comes_only_from_runs_of_the_current_config(tmp_path):
+    """Runs of an edited condition measured another config's noise: the plan pools only the
+    runs of each condition's current config (else plan.noise_sd)."""
+    from speedlab.plan import finished_values
+
+    c = config()
+    for seed, value in ((0, 1.50), (1, 1.60)):
+        finish(tmp_path, c, "uniform", seed, train_time_s=40.0)
+        summary = tmp_path / f"results/runs/quickstart/uniform/seed{seed}/summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "q_val_bpb": value}))
+    current = {"uniform": config_hash(run_config(c, "quickstart", "uniform"))}
+    values = finished_values(tmp_path, "quickstart", "q_val_bpb", current)
+    assert sorted(values["value"]) == [1.50, 1.60]
+    edited = finished_values(tmp_path, "quickstart", "q_val_bpb", {"uniform": "another"})
+    assert edited.empty

@@ -920,7 +920,7 @@ def test_imported_condition_without_known_size_or_environment(tmp_path):
     text = write_report(options, tmp_path / "r.md")
     assert_clean(text)
     rows = by_condition(parse_tables(section(text, "## Results table"))[0])
-    assert rows["layerwise"]["settings"] == "imported log"
+    assert rows["layerwise"]["settings"] == "imported"
     design = section(text, "## Design")
     assert "Training per run: 200 steps, 409,600 tokens\n" in design
     assert "parameters" not in design and "Environment" not in design

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, smoke_quickstart_config, snakemake_cmd
+from conftest import REPO, external_study, smoke_quickstart_config, snakemake_cmd
 
 CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
@@ -74,6 +74,24 @@ def test_quickstart_completes_through_slurm(cluster, env, tmp_path):
     stats = pd.read_csv(study / "stats.csv")
     assert set(stats["condition"]) == {"uniform", "layerwise"}
     print(f"smoke quickstart through SLURM: {wall:.0f} s, {submitted} SLURM jobs")
+
+
+def test_an_external_trainer_study_runs_through_slurm(cluster, env, tmp_path):
+    """The external script's runs are SLURM jobs like speedlab's (one each, their job id in
+    provenance); the study reaches its report."""
+    config = smoke_quickstart_config()
+    config["studies"] = {"external": external_study()}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run(snakemake_cmd(tmp_path, "--profile", str(PROFILE)), env)
+    study = tmp_path / "results/studies/external"
+    assert (study / "report.html").stat().st_size > 10_000
+    runs = sorted((tmp_path / "results/external/external").glob("*/seed*/provenance.json"))
+    assert len(runs) == 4
+    job_ids = {json.loads(p.read_text())["slurm_job_id"] for p in runs}
+    assert None not in job_ids and len(job_ids) == 4
+    table = pd.read_parquet(study / "runs.parquet")
+    assert set(table["source"]) == {"command"} and table["q_val_bpb"].notna().all()
+    assert set(table["slurm_job_id"]) == job_ids
 
 
 def test_scancelled_run_resumes_from_its_checkpoint(cluster, env, tmp_path):

@@ -41,8 +41,77 @@ def resolved(config, study):
     return {c: run_config(config, study, c) for c in config["studies"][study]["conditions"]}
 
 
+# Studies run by the users' own scripts (trainer.kind: command): no smoke scale (the script is
+# theirs), no memory plan (its memory is its own).
+EXTERNAL = ["lr_sweep_pg", "wd_scaling_nanochat", "my_fork"]
+
+
 def test_the_catalogue_is_complete():
-    assert sorted(p.stem for p in (REPO / "config/studies").glob("*.yaml")) == sorted(CATALOGUE)
+    found = sorted(p.stem for p in (REPO / "config/studies").glob("*.yaml"))
+    assert found == sorted(CATALOGUE + EXTERNAL)
+
+
+@pytest.mark.parametrize("name", EXTERNAL)
+def test_external_examples_plan_without_their_source(name, tmp_path, capsys):
+    """`speedlab plan` on each example of an external trainer, with no clone and no fork
+    folder present: every run is a command run with its GPUs, step time and cost."""
+    from speedlab.plan import main
+
+    config = study_config(name, scale=None)
+    runs = resolved(config, name)
+    assert all(cfg["trainer"]["kind"] == "command" for cfg in runs.values())
+    table = plan_table(config, tmp_path)
+    assert (table["gpus"] == 8).all() and table["micro_batch"].isna().all()
+    assert (table["gpu_hours_pending"] > 0).all()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(BASE))
+    main(["--configfile", str(REPO / "config/studies" / f"{name}.yaml"), "--root", str(tmp_path)])
+    assert f"{name}: 0 of {table['runs'].sum()} runs done" in capsys.readouterr().out
+
+
+def test_lr_sweep_pg_is_lr_sweep_through_train_gpt():
+    """The same conditions, seeds, sweep and published values as lr_sweep; the learning rates
+    reach train_gpt.py as its environment variables, and the script is pinned."""
+    config, ours = study_config("lr_sweep_pg", scale=None), study_config("lr_sweep")
+    study, base = config["studies"]["lr_sweep_pg"], ours["studies"]["lr_sweep"]
+    for key in ("baseline", "seeds", "metric", "published"):
+        assert study[key] == base[key], key
+    assert study["sweep"]["conditions"] == base["sweep"]["conditions"]
+    runs, speedlab_runs = resolved(config, "lr_sweep_pg"), resolved(ours, "lr_sweep")
+    for condition, cfg in runs.items():
+        o = speedlab_runs[condition]["optim"]
+        assert cfg["params"] == {"matrix_lr": o["matrix_lr"], "scalar_lr": o["scalar_lr"],
+                                 "tied_embed_lr": o["embed_lr"]}  # fmt: skip
+        t = cfg["trainer"]
+        assert t["env"]["MATRIX_LR"] == "{matrix_lr}" and t["seed"] == "SEED"
+        assert t["source"]["commit"].startswith("4908dc46f")
+
+
+def test_nanochat_example_passes_its_grid_as_flags():
+    config = study_config("wd_scaling_nanochat", scale=None)
+    runs = resolved(config, "wd_scaling_nanochat")
+    grid = {(cfg["params"]["depth"], cfg["params"]["weight_decay"]) for cfg in runs.values()}
+    assert len(grid) == 20 and {d for d, _ in grid} == {8, 12, 16, 20}
+    args = runs["d12_wd0p2"]["trainer"]["args"]
+    assert "--depth={depth}" in args and "--weight-decay={weight_decay}" in args
+    assert "--model-tag={run_id}" in args  # each run its own checkpoint folder
+
+
+@pytest.mark.parametrize("name", ["lr_sweep_pg", "wd_scaling_nanochat"])
+def test_external_examples_dry_run_with_their_clone_as_a_job(name, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    study = REPO / "config/studies" / f"{name}.yaml"
+    p = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-n", "--snakefile",
+         str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(REPO / "config" / "config.yaml"), str(study), "--cores", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "fetch_trainer" in p.stdout and "run_trainer_command" in p.stdout
 
 
 @pytest.mark.parametrize("name", ["lmd_sweep", "lmd_ablation"])

@@ -8,7 +8,7 @@ import yaml
 from scipy import stats as sps
 from test_import_logs import GOLF_DATA, golf_log
 
-from conftest import REPO, smoke_quickstart_config, snakemake_cmd
+from conftest import REPO, external_study, smoke_quickstart_config, snakemake_cmd
 
 STUDY = "results/studies/quickstart"
 pytestmark = pytest.mark.slow  # snakemake end to end
@@ -26,7 +26,8 @@ def workdir(tmp_path_factory):
         "conditions": {"lr01": {"optim.matrix_lr": 0.01}, "lr04": {}},
     }
     for seed, bpb in ((1337, "1.2244"), (1338, "1.2261")):
-        (d / f"pg{seed}.log").write_text(golf_log(GOLF_DATA.replace("1.22436570", bpb)))
+        data = GOLF_DATA.replace("1.22436570", bpb).replace("seed:1337", f"seed:{seed}")
+        (d / f"pg{seed}.log").write_text(golf_log(data))
     config["studies"]["vs_pg"] = {
         "baseline": "parameter_golf",
         "seeds": [0],
@@ -36,6 +37,17 @@ def workdir(tmp_path_factory):
             for seed in (1337, 1338)
         ],
     }
+    # A study trained by an external script, and one made only of a published per-seed table.
+    config["studies"]["external"] = external_study()
+    (d / "published.csv").write_text(
+        "condition,seed,q_val_bpb,steps,train_time_s\n"
+        + "".join(
+            f"{c},{s},{v + 0.01 * s + 0.003 * ((c, s) == ('new', 1)):.4f},5100,{600 + s}\n"
+            for c, v in (("base", 3.28), ("new", 3.26))
+            for s in (0, 1, 2)
+        )  # fmt: skip
+    )
+    config["studies"]["published"] = {"baseline": "base", "imports": [{"table": "published.csv"}]}
     (d / "config.yaml").write_text(yaml.safe_dump(config))
     return d
 
@@ -140,6 +152,45 @@ def test_imported_runs_sit_beside_speedlab_runs(built):
     stats = pd.read_csv(study / "stats.csv")
     assert set(stats["metric"]) == {"q_val_bpb", "train_time_s"}
     assert "`parameter_golf` 2" in (study / "report.md").read_text()
+
+
+def test_an_external_trainer_study_reaches_its_report(built):
+    """The script ran once per (condition, seed) with its settings and seed by environment
+    variable; its logs became runs.parquet rows like speedlab's, and the study has its
+    statistics and report."""
+    workdir, _, _ = built
+    study = workdir / "results/studies/external"
+    runs = pd.read_parquet(study / "runs.parquet")
+    assert sorted(zip(runs.condition, runs.seed, strict=True)) == [
+        (c, s) for c in ("lr_high", "lr_low") for s in (1, 2)
+    ]
+    assert set(runs["source"]) == {"command"} and runs["q_val_bpb"].notna().all()
+    assert (runs["step_avg_ms"] > 0).all() and (runs["artifact_bytes"] > 0).all()
+    assert runs["log.final_int8_zlib_roundtrip_exact.val_bpb"].equals(runs["q_val_bpb"])
+    for seed in (1, 2):
+        log = workdir / f"results/external/external/lr_high/seed{seed}/train.log"
+        assert f"seed:{seed}" in log.read_text()
+    high = runs[runs.condition == "lr_high"]["cfg.params.lr"]
+    assert set(high) == {0.05}
+    stats = pd.read_csv(study / "stats.csv")
+    primary = stats[(stats["metric"] == "q_val_bpb") & (stats["condition"] == "lr_high")]
+    assert primary["design"].item() == "paired" and primary["n_pairs"].item() == 2
+    assert (study / "report.html").stat().st_size > 10_000
+    assert "lr_high" in (study / "report.md").read_text()
+
+
+def test_a_study_of_a_published_table_alone(built):
+    workdir, _, _ = built
+    study = workdir / "results/studies/published"
+    runs = pd.read_parquet(study / "runs.parquet")
+    assert len(runs) == 6 and set(runs["source"]) == {"table"}
+    assert runs.set_index(["condition", "seed"]).loc[("new", 2), "q_val_bpb"] == 3.28
+    assert runs.set_index(["condition", "seed"]).loc[("new", 1), "q_val_bpb"] == 3.273
+    assert list(runs["steps"].unique()) == [5100]
+    stats = pd.read_csv(study / "stats.csv")
+    new = stats[(stats["metric"] == "q_val_bpb") & (stats["condition"] == "new")]
+    assert new["n_pairs"].item() == 3 and new["verdict"].item() == "better"
+    assert (study / "report.html").stat().st_size > 10_000
 
 
 def test_editing_plotting_code_reruns_only_plots_and_the_reports(built):

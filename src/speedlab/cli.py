@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
-LOG_SUFFIXES = (".log", ".txt")
-FINAL = ("train_loss", "val_loss", "val_bpb", "q_val_loss", "q_val_bpb")
+LOG_SUFFIXES = (".log", ".txt", ".out", ".stdout")  # what a directory's log files are named
+NOT_LOGS = ("readme", "requirements")  # .txt files that are not logs (skipped by name)
+FINAL = ("train_loss", "val_loss", "val_bpb")
+SCORES = ("val_loss", "val_bpb")
 
 
 def _plan(argv: list[str]) -> int:
@@ -54,61 +59,142 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_files(paths: list[Path]) -> list[Path]:
-    """The files named, and the .log/.txt files under the directories named (sorted)."""
-    files = []
+def _log_files(paths: list[Path]) -> tuple[list[Path], Counter, list[Path]]:
+    """The files named, and the log files under the directories named (sorted); what else
+    the directories hold, by suffix; the log files git tracks there that are absent."""
+    files, skipped, absent = [], Counter(), []
     for path in paths:
-        if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix in LOG_SUFFIXES and p.is_file())
-            files.extend(sorted(found))
-        else:
+        if not path.is_dir():
             files.append(path)
-    return files
+            continue
+        for p in sorted(p for p in path.rglob("*") if p.is_file()):
+            if _is_log_name(p):
+                files.append(p)
+            else:
+                skipped[_kind(p)] += 1
+        absent += [p for p in _tracked(path) if _is_log_name(p) and not p.exists()]
+    return files, skipped, absent
+
+
+def _is_log_name(path: Path) -> bool:
+    return path.suffix in LOG_SUFFIXES and not path.name.lower().startswith(NOT_LOGS)
+
+
+def _kind(path: Path) -> str:
+    return path.name if path.name.lower().startswith(NOT_LOGS) else path.suffix or path.name
+
+
+def _tracked(directory: Path) -> list[Path]:
+    """The files git tracks at HEAD under a directory (none outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(directory), "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", "."],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return (
+        [directory / name for name in out.stdout.split("\0") if name] if not out.returncode else []
+    )
 
 
 def _shown(value) -> bool:
     return value not in (None, {}, []) and not (isinstance(value, float) and math.isnan(value))
 
 
-def _summary(log) -> str:
-    seed = log.config.get("train.seed", "not logged")  # a log states what it states
-    finals = [f"{m} {getattr(log, m):.4f}" for m in FINAL if _shown(getattr(log, m, None))]
+def _score(log) -> str:
+    """The headline final line's numbers, else the last step line's."""
+    if log.headline is not None:
+        fields = log.finals[log.headline]
+        return log.headline + " " + " ".join(f"{k} {fields[k]:.4f}" for k in SCORES if k in fields)
+    last = [f"{m} {getattr(log, m):.4f}" for m in FINAL if _shown(getattr(log, m, None))]
+    return ", ".join(last) + " (no final line)" if last else "no metrics"
+
+
+def _summary(log, prefix: str) -> str:
+    seed = log.seed if log.seed is not None else "not logged"  # a log states what it states
     planned = f"/{log.steps_planned:g}" if _shown(log.steps_planned) else ""
     time = f", {log.train_time_s:.1f} s" if _shown(log.train_time_s) else ""
-    return f"{log.path}: {log.source}, {log.steps}{planned} steps, seed {seed}{time}; " + (
-        ", ".join(finals) or "no final metrics"
-    )
+    return f"{prefix}{log.source}, {log.steps}{planned} steps, seed {seed}{time}; {_score(log)}"
 
 
 def _details(log) -> str:
-    lines = [_summary(log)]
+    lines = [_summary(log, f"{log.path}: run {log.trial}: ")]
     for field in dataclasses.fields(log):
         value = getattr(log, field.name)
-        if field.name in ("path", "points", "config") or not _shown(value):
+        if field.name in ("path", "points", "config", "finals", "sizes") or not _shown(value):
             continue
         lines.append(f"  {field.name}: {value:g}" if isinstance(value, float) else
                      f"  {field.name}: {value}")  # fmt: skip
+    lines += [f"  final {n}: {_fields(f)}" for n, f in log.finals.items()]
+    lines += [f"  size {n}: {v} bytes" for n, v in log.sizes.items()]
     lines += [f"  cfg.{k}: {v}" for k, v in sorted(log.config.items())]
     lines.append(f"  curve points: {len(log.points)}")
     return "\n".join(lines)
 
 
-def _import_logs(args: argparse.Namespace) -> int:
-    """Each log's yield (or why it is refused); exit status 1 if any file was refused."""
-    from speedlab.analysis.import_logs import parse_log
+def _fields(fields: dict) -> str:
+    return " ".join(f"{k} {v:g}" for k, v in fields.items())
 
-    files, refused = _log_files(args.paths), 0
+
+def _yield(path: Path, runs: list, summary: bool) -> str:
+    if not summary:
+        return "\n".join(_details(log) for log in runs)
+    if len(runs) == 1:
+        return _summary(runs[0], f"{path}: ")
+    lines = [f"{path}: {runs[0].source}, {len(runs)} runs"]
+    return "\n".join(lines + [_summary(log, f"  run {log.trial}: ") for log in runs])
+
+
+def _import_logs(args: argparse.Namespace) -> int:
+    """Each log's yield (or why it is refused), then totals; exit status 1 if any was refused."""
+    from speedlab.logformats import NotATrainLog, parse_runs
+
+    files, skipped, absent = _log_files(args.paths)
+    refused, failed, n_runs = Counter(), 0, 0
     for path in files:
         try:
-            log = parse_log(path, args.fmt)
-        except (OSError, ValueError) as e:
-            refused += 1
-            reason = str(e).removeprefix(f"{path}:").strip()
-            print(f"{path}: refused: {reason}")
+            runs = parse_runs(path, args.fmt)
+        except NotATrainLog as e:
+            refused[str(e).split(": not a training log: ")[-1]] += 1
+            print(f"{path}: refused: {str(e).removeprefix(f'{path}: ')}")
             continue
-        print(_summary(log) if args.summary else _details(log))
-    print(f"{len(files) - refused} of {len(files)} file(s) read")
-    return 1 if refused else 0
+        except (OSError, ValueError) as e:
+            failed += 1
+            print(f"{path}: failed: {str(e).removeprefix(f'{path}:').strip()}")
+            continue
+        n_runs += len(runs)
+        print(_yield(path, runs, args.summary))
+    print(_totals(len(files), refused, failed, n_runs, skipped, absent))
+    return 1 if refused or failed else 0
+
+
+def _totals(files, refused: Counter, failed, runs, skipped: Counter, absent) -> str:
+    parsed = files - sum(refused.values()) - failed
+    lines = [f"{parsed} of {files} file(s) read: {parsed} training log(s), {runs} run(s)"]
+    lines += [f"refused: {n} ({reason})" for reason, n in refused.most_common()]
+    if failed:
+        lines.append(f"failed: {failed} (missing or unreadable, or a line that does not parse)")
+    lines.append(f"absent from the snapshot: {len(absent)} (tracked by git, not on disk)")
+    lines += [f"  {p}" for p in absent]
+    if skipped:
+        kinds = ", ".join(f"{k} {n}" for k, n in skipped.most_common())
+        lines.append(f"skipped, not logs by name: {sum(skipped.values())} ({kinds})")
+    return "\n".join(lines)
+
+
+def _log_format(text: str):
+    """--format: auto, a format name, or a declared spec as a JSON object."""
+    from speedlab.logformats import ALIASES, FORMATS
+
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"a spec format is a JSON object: {e}") from None
+    if text not in ("auto", *FORMATS, *ALIASES):
+        raise argparse.ArgumentTypeError(f"unknown log format {text!r}")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,11 +207,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="the documented config keys: type, default, description")
     s.add_argument("prefix", nargs="?", default="", help="only keys starting with this")
     s.set_defaults(run=_schema)
-    i = sub.add_parser("import-logs", help="what parameter-golf / modded-nanogpt logs yield")
+    i = sub.add_parser(
+        "import-logs", help="what parameter-golf / modded-nanogpt / nanochat logs yield"
+    )
     i.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
-    i.add_argument("--summary", action="store_true", help="one line per file")
-    i.add_argument("--format", dest="fmt", default="auto",
-                   choices=("auto", "parameter_golf", "modded_nanogpt"))  # fmt: skip
+    i.add_argument("--summary", action="store_true", help="one line per file (per run)")
+    i.add_argument("--format", dest="fmt", default="auto", type=_log_format,
+                   help="auto, parameter_golf, modded, nanochat, or a spec as JSON")  # fmt: skip
     i.set_defaults(run=_import_logs)
     return p
 

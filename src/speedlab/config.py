@@ -98,7 +98,9 @@ def _set_path(tree: dict, parts: list[str], value, merging: bool = False) -> Non
     """Set tree[p0][p1]...= value (merging mappings key by key when `merging`)."""
     node = tree
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:  # a null default (e.g. trainer.source) takes a mapping
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
             raise ConfigError(f"{'.'.join(parts)}: {p} is not a mapping")
     if merging:
@@ -393,7 +395,11 @@ def _check_names(where: str, names, allowed) -> None:
 
 
 def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
-    conditions = study_conditions(study)
+    _check_runs(config, name, study)
+    try:
+        conditions = study_conditions(study)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"  studies.{name}.imports: {e}") from None
     if study["baseline"] not in conditions:
         raise ConfigError(
             f"  studies.{name}.baseline: {study['baseline']!r} is not one of its conditions "
@@ -416,7 +422,7 @@ def _measure_gpu_runs(config: dict, schema: dict) -> None:
     for name, study in config["studies"].items():
         for condition in study["conditions"]:
             resolved = _checked_run(config, name, condition, schema)
-            if resolved["train"]["gpus"] > 0:
+            if resolved["train"]["gpus"] > 0 and not is_command(resolved):
                 runs.append((resolved, tokenizer_vocab(config)))
     if runs:
         from speedlab.train import memory
@@ -445,19 +451,48 @@ def condition_seeds(study: dict, condition: str) -> list[int]:
     return study["condition_seeds"].get(condition, study["seeds"])
 
 
-def planned_seeds(study: dict) -> int:
-    """Seeds per condition the design planned (for 'n planned vs achieved')."""
-    listed = max(len(condition_seeds(study, c)) for c in study["conditions"])
-    return study["planned_seeds"] or listed
+def planned_seeds(study: dict, imported: list[dict] = ()) -> int:
+    """Seeds per condition the design planned (for 'n planned vs achieved'); a study made only
+    of imports: as many as its most-seeded arm brings (imported: analysis.imports' items)."""
+    listed = [len(condition_seeds(study, c)) for c in study["conditions"]]
+    if not listed:
+        counts: dict[str, int] = {}
+        for item in imported:
+            counts[item["condition"]] = counts.get(item["condition"], 0) + 1
+        listed = list(counts.values())
+    return study["planned_seeds"] or max(listed, default=0)
 
 
 def study_conditions(study: dict) -> list[str]:
-    """The study's conditions: those it trains, then those only its imported logs have."""
+    """The study's conditions: those it trains, then those only its imports have."""
+    from speedlab.analysis.imports import import_conditions
+
     names = list(study["conditions"])
-    for item in study["imports"]:
-        if item["condition"] not in names:
-            names.append(item["condition"])
-    return names
+    return names + [c for c in import_conditions(study) if c not in names]
+
+
+def trained_runs(study: dict) -> list[tuple[str, int]]:
+    """(condition, seed) of every run the study trains itself."""
+    return [(c, s) for c in study["conditions"] for s in condition_seeds(study, c)]
+
+
+def _check_runs(config: dict, name: str, study: dict) -> None:
+    """Trained conditions need seeds; a study needs runs; imports must not repeat a run."""
+    from speedlab.analysis.imports import ImportsError, import_runs
+
+    where = f"studies.{name}"
+    unseeded = [c for c in study["conditions"] if not condition_seeds(study, c)]
+    if unseeded:
+        raise ConfigError(
+            f"  {where}.seeds: empty, but the study trains {', '.join(unseeded)}: list the "
+            "seeds (or the condition's own in condition_seeds)"
+        )
+    if not study["conditions"] and not study["imports"]:
+        raise ConfigError(f"  {where}: no conditions to train and no imports: nothing to compare")
+    try:
+        import_runs(name, study, trained_runs(study))
+    except (ImportsError, OSError) as e:
+        raise ConfigError(f"  {e}") from None
 
 
 def _check_sweep_key(where: str, key: str, resolved: dict[str, dict]) -> None:
@@ -568,6 +603,7 @@ def _scale_overrides(config: dict, spec: dict, scale: str) -> dict:
 def _resolve_run(config: dict, study: str, condition: str) -> dict:
     spec = config["studies"][study]
     resolved = apply_overrides(config["defaults"], spec["overrides"])
+    resolved = apply_overrides(resolved, {"trainer": spec["trainer"]})
     scale = config["scale"]
     if scale:
         resolved = apply_overrides(resolved, _scale_overrides(config, spec, scale))
@@ -601,6 +637,8 @@ def _check_layers(resolved: dict, where: str) -> None:
 # Vocabulary of each official shard preset (speedlab.data.pretokenized.PRESETS, whose download
 # code the config must not import; tests/test_config.py checks that the two agree).
 PRESET_VOCAB = {"sp1024": 1024, "gpt2": 50257}
+# and the vocabulary file each places next to its shards (PRESETS[..].name).
+PRESET_TOKENIZER = {"sp1024": "fineweb_1024_bpe.model", "gpt2": "vocab.json"}
 
 
 def tokenizer_vocab(config: dict) -> int:
@@ -632,7 +670,7 @@ def run_config(config: dict, study: str, condition: str, schema: dict | None = N
     train.micro_batch_seqs is filled in by the memory plan when it is null."""
     schema = schema or load_schema()
     resolved = _checked_run(config, study, condition, schema)
-    if resolved["train"]["gpus"] > 0:
+    if resolved["train"]["gpus"] > 0 and not is_command(resolved):
         _fit_gpu(config, resolved, f"studies.{study}.conditions.{condition}")
     return resolved
 
@@ -642,4 +680,16 @@ def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict
     where = f"studies.{study}.conditions.{condition}"
     _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)
     _check_layers(resolved, where)
+    if is_command(resolved):
+        from speedlab.train.external import check_templates
+
+        try:
+            check_templates(resolved)
+        except ValueError as e:
+            raise ConfigError(f"invalid configuration:\n  {where}.{e}") from None
     return resolved
+
+
+def is_command(resolved: dict) -> bool:
+    """The run is trained by the user's own script (trainer.kind: command)."""
+    return resolved["trainer"]["kind"] == "command"

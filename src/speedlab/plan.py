@@ -23,6 +23,7 @@ import pandas as pd
 from speedlab.config import (
     condition_seeds,
     config_hash,
+    is_command,
     load_config,
     run_config,
     tokenizer_vocab,
@@ -30,6 +31,7 @@ from speedlab.config import (
 )
 
 RUNS = Path("results/runs")
+EXTERNAL = Path("results/external")  # runs of external trainer commands (trainer.kind: command)
 MEMORY_NOTE = (
     "memory: estimated peak per GPU at micro_batch sequences per forward (speedlab.train.memory: "
     "weights, grads, optimizer state, eager bf16 activations, + 10% and 1.5 GB fixed)"
@@ -55,7 +57,8 @@ def shape_key(cfg: dict) -> str:
 def finished_runs(root: Path = Path(".")) -> list[dict]:
     """(study, condition, seed, config hash, shape, step time) of every finished run."""
     out = []
-    for summary_path in sorted((root / RUNS).glob("*/*/seed*/summary.json")):
+    summaries = [p for d in (RUNS, EXTERNAL) for p in (root / d).glob("*/*/seed*/summary.json")]
+    for summary_path in sorted(summaries):
         prov_path = summary_path.with_name("provenance.json")
         if not prov_path.exists():
             continue
@@ -123,7 +126,7 @@ def gpu_hour_price(config: dict) -> float | None:
 def memory_columns(config: dict, cfg: dict) -> dict:
     """A GPU run's micro-batch and its estimated peak memory per GPU against the GPU's (GB);
     None for CPU runs."""
-    if cfg["train"]["gpus"] == 0:
+    if cfg["train"]["gpus"] == 0 or is_command(cfg):  # a script's memory is its own
         return {"micro_batch": None, "peak_gb": None, "gpu_mem_gb": None}
     from speedlab.train import memory
 
@@ -207,12 +210,17 @@ def format_plan(table: pd.DataFrame, config: dict) -> str:
 # --- seeds for the smallest effect that matters ---------------------------------------------
 
 
-def finished_values(root: Path, study: str, metric: str) -> pd.DataFrame:
-    """(condition, seed, value) of the study's finished runs: summary.json and roundtrip.json
-    hold every study metric (q_* in roundtrip.json) under its runs.parquet name."""
+def finished_values(root: Path, study: str, metric: str, current: dict) -> pd.DataFrame:
+    """(condition, seed, value) of the study's finished runs of each condition's current
+    config (current: condition -> config hash; a run of an edited condition measures another
+    config's noise): summary.json and roundtrip.json hold every study metric (q_* in
+    roundtrip.json) under its runs.parquet name."""
     rows = []
-    for summary_path in sorted((root / RUNS / study).glob("*/seed*/summary.json")):
+    found = [p for d in (RUNS, EXTERNAL) for p in (root / d / study).glob("*/seed*/summary.json")]
+    for summary_path in sorted(found):
         doc = json.loads(summary_path.read_text())
+        if doc.get("config_hash") != current.get(summary_path.parts[-3]):
+            continue
         roundtrip = summary_path.with_name("roundtrip.json")
         if roundtrip.exists():
             doc = {**json.loads(roundtrip.read_text()), **doc}
@@ -266,7 +274,9 @@ def seeds_lines(config: dict, table: pd.DataFrame, root: Path) -> list[str]:
         if effect is None:
             continue
         rule, design = resolve_rule(spec["decision"]), planning_design(spec)
-        sd, source = noise_sd(spec, finished_values(root, study, spec["metric"]), design)
+        current = {c: config_hash(run_config(config, study, c)) for c in spec["conditions"]}
+        values = finished_values(root, study, spec["metric"], current)
+        sd, source = noise_sd(spec, values, design)
         if not math.isfinite(sd):
             lines.append(
                 f"{study}: no noise sd to plan with: no finished runs, and "

@@ -93,12 +93,14 @@ def report_figures(
     paired: bool = False,
     sequential: bool = False,
     rule_steps: bool = False,
+    columns: set[str] | None = None,
 ) -> list[str]:
     """The report's figures in display order: curves, the study metric, its per-seed
     differences (when there is something to pair), the sequential boundaries and the rule over
     steps (when the study's design and rule have them), time and quantization; then the
     momentum design (when the conditions differ in it), the sweep and the scaling fit (when the
-    study declares them)."""
+    study declares them). columns: for a study made only of published tables (no curves),
+    the columns they have: only the figures those columns can draw."""
     decision = (
         (f"paired_{metric}", paired),
         ("sequential", sequential),
@@ -114,4 +116,12 @@ def report_figures(
         "final_train_time_s",
     ]
     optional = (("momentum_per_layer", momentum), ("sweep", sweep), ("scaling", scaling))
-    return names + [name for name, shown in optional if shown]
+    names += [name for name, shown in optional if shown]
+    if columns is None:
+        return names
+    needs = {"quantization_cost": {"val_bpb", "q_val_bpb"}, "final_train_time_s": {"train_time_s"}}
+    return [
+        n for n in names
+        if FIGURES[n].table == "runs" and FIGURES[n].kind != "curve"
+        and needs.get(n, set()) <= columns
+    ]  # fmt: skip

@@ -272,16 +272,27 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
 
 
-def _span(values: pd.Series, thousands: bool = False) -> str:
-    lo, hi = int(values.min()), int(values.max())
+ABSENT = "not in the log"  # a value an imported log or table does not state
+
+
+def _span(values: pd.Series, thousands: bool = False, unit: str = "") -> str:
+    """'5100 steps', '4000–5100 steps', or what is absent: 'steps not in the log' (for some
+    runs: said so)."""
+    known = values.dropna()
+    if known.empty:
+        return f"{unit} {ABSENT}".strip()
+    lo, hi = int(known.min()), int(known.max())
     f = "{:,}" if thousands else "{}"
-    return f.format(lo) if lo == hi else f"{f.format(lo)}–{f.format(hi)}"
+    text = f.format(lo) if lo == hi else f"{f.format(lo)}–{f.format(hi)}"
+    missing = len(values) - len(known)
+    text = f"{text} {unit}".strip()
+    return text + (f" ({ABSENT} for {missing} of {len(values)} runs)" if missing else "")
 
 
 def _settings(overrides: dict | None) -> str:
     """What a condition sets, in short: 'momentum_first=0.98, momentum_last=0.9'."""
     if overrides is None:
-        return "imported log"
+        return "imported"
     if not overrides:
         return "defaults"
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in flatten(overrides).items())
@@ -528,10 +539,15 @@ def design(runs: pd.DataFrame, stats: pd.DataFrame, options: dict) -> dict:
         "planned_runs": planned * len(stats),
         "runs": len(runs),
         "usable": [{"condition": r.condition, "n": int(r.n)} for r in stats.itertuples()],
-        "steps": _span(ref["steps"]),
-        "tokens": _span(ref["tokens"], True),
-        "params": _span(ref["n_params"], True) if ref["n_params"].notna().any() else None,
-        "time": _duration(runs["train_time_s"].sum()),
+        "steps": _span(ref["steps"], unit="steps"),
+        "tokens": _span(ref["tokens"], True, unit="tokens"),
+        "params": _span(ref["n_params"], True, "parameters")
+        if ref["n_params"].notna().any()
+        else None,
+        "time": _duration(runs["train_time_s"].sum())
+        if runs["train_time_s"].notna().any()
+        else ABSENT,
+        "pooled": sorted(runs.loc[runs["pooled"].astype(bool), "condition"].unique()),
         "environment": {c: ", ".join(sorted(map(str, runs[c].dropna().unique()))) for c in known},
         "pairing": pairing(stats, options["design"], rule),
         "rule": rule_words(rule, baseline),
@@ -542,6 +558,39 @@ def design(runs: pd.DataFrame, stats: pd.DataFrame, options: dict) -> dict:
             "shards": options["data"]["shards"],
         },
     }
+
+
+# Sources of runs speedlab did not train itself, in words.
+SOURCE_WORDS = {"command": "the trainer command (its log)", "table": "a published table"}
+OTHER_RUN_COLUMNS = (
+    ("steps", "steps", 0),
+    ("train_time_s", "train time (s)", 1),
+    ("step_avg_ms", "step avg (ms)", 2),
+    ("artifact_bytes", "artifact bytes", 0),
+)
+
+
+def _cell(value, digits: int, absent: str) -> str:
+    if _missing(value):
+        return absent
+    return f"{int(value):,}" if digits == 0 else fmt(value, digits)
+
+
+def other_runs(runs: pd.DataFrame, metric: str) -> list[dict]:
+    """One row per run speedlab did not train (an external command's, an imported log's, a
+    table's): where it came from and what its log states; a value it does not state is said
+    to be absent, not shown as <NA>."""
+    rows = []
+    for r in runs[runs["source"] != "speedlab"].itertuples():
+        absent = "not in the table" if r.source == "table" else ABSENT
+        where = Path(r.log_path).name if isinstance(r.log_path, str) else "–"
+        row = {"condition": r.condition, "seed": str(r.seed),
+               "source": SOURCE_WORDS.get(r.source, f"{r.source} log"), "file": where}  # fmt: skip
+        for column, title, digits in OTHER_RUN_COLUMNS:
+            row[title] = _cell(getattr(r, column), digits, absent)
+        row[label(metric)] = _cell(getattr(r, metric, None), _digits(metric), absent)
+        rows.append(row)
+    return rows
 
 
 # --- the primary tests -----------------------------------------------------------------------
@@ -1313,6 +1362,7 @@ def report_data(options: dict, out_dir: Path) -> dict:
         "alpha": _num(alpha),
         "level": level,
         "design": design(runs, stats, options),
+        "other_runs": other_runs(runs, metric),
         "results": results_table(stats, options, level),
         "summaries": summaries(runs, stats, metric, mean_alpha),
         "comparison": comparisons(stats, metric, rule, _num(alpha)),

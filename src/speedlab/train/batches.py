@@ -8,6 +8,19 @@
   seq_len + 1 tokens (the extra token gives the last target and is not reused), the ranks of one
   micro-step side by side. So step s, micro-batch i, rank r starts at token
   ((s * accum + i) * world + r) * (micro * seq_len + 1).
+- modded: the DistributedDataLoader of modded-nanogpt's 2024-10-14 record (train_gpt2.py),
+  whose device batch B is the rank's whole share of the step (batch_seqs / world), as the
+  record runs its published batch (8 GPUs x 64, one micro-batch each). Each rank reads spans of
+  B * seq_len + 1 tokens within one shard: rank r's k-th span of a shard starts at
+  (k * world + r) * B * seq_len, and the rank moves on to the next shard (wrapping around) when
+  world * B * seq_len + 1 tokens from its next position (a whole step's, though it reads only
+  its own span) would pass the shard's end: so a shard of L tokens gives rank r
+  max(1, (L - 1 - r * B * seq_len) // (world * B * seq_len)) spans, and ranks can change shards
+  at different steps, as the record's do. The record loads its first
+  batch, rewinds the loader and loads again before the first backward, so its first batch
+  trains twice: step s reads span max(s - 1, 0). speedlab's micro-batches (when the memory plan
+  splits the share) are consecutive rows of the span; a record run with accumulation
+  (device_batch_size below the share) reads shorter spans, which this order does not model.
 
 The order is a function of the step (and, for seeded, of the generator's state), so a resumed
 run and the compile warm-up's rewind read exactly what an uninterrupted run reads.
@@ -21,7 +34,7 @@ import numpy as np
 
 from speedlab.data.shards import SplitReader
 
-ORDERS = ("fixed", "seeded", "parameter_golf")
+ORDERS = ("fixed", "seeded", "parameter_golf", "modded")
 
 
 class Batches:
@@ -34,18 +47,19 @@ class Batches:
         self.b = train_cfg["batch_seqs"]
         self.per_rank, self.accum, self.micro = split
         self.world = world_size
-        need = self.micro * self.t + 1 if self.order == "parameter_golf" else self.b * self.t + 1
+        by_micro = self.order == "parameter_golf"  # spans of one micro-batch
+        need = (self.micro if by_micro else self.b) * self.t + 1
         if reader.total < need:
             raise ValueError(
                 f"train split has {reader.total} tokens, fewer than one batch ({need} = "
-                + (
-                    "train.micro_batch_seqs * train.seq_len + 1)"
-                    if self.order == "parameter_golf"
-                    else "train.batch_seqs * train.seq_len + 1)"
-                )
+                + ("train.micro_batch_seqs" if by_micro else "train.batch_seqs")
+                + " * train.seq_len + 1)"
             )
         self.rng = np.random.default_rng(seed)
         self._starts: tuple[int, np.ndarray] | None = None  # seeded: this step's windows
+        self._spans: dict[int, np.ndarray] = {}  # modded: each rank's spans per shard, summed
+        if self.order == "modded":
+            self._check_modded_shards()
 
     def state(self) -> dict:
         """What resumes the order exactly: the seeded generator's state (a copy)."""
@@ -58,9 +72,13 @@ class Batches:
 
     def get(self, step: int, micro: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch `micro` of rank `rank` at 0-based `step`."""
+        span = self.micro * self.t + 1
         if self.order == "parameter_golf":
-            span = self.micro * self.t + 1
             chunk = self.reader.read(((step * self.accum + micro) * self.world + rank) * span, span)
+            return chunk[:-1].reshape(self.micro, self.t), chunk[1:].reshape(self.micro, self.t)
+        if self.order == "modded":
+            start = self._modded_start(step, rank) + micro * self.micro * self.t
+            chunk = self.reader.read(start, span)
             return chunk[:-1].reshape(self.micro, self.t), chunk[1:].reshape(self.micro, self.t)
         first = rank * self.per_rank + micro * self.micro  # this micro-batch's rows of the step
         if self.order == "fixed":
@@ -71,6 +89,27 @@ class Batches:
         rows = np.stack([self.reader.read(s, self.t + 1) for s in self._seeded(step)])
         rows = rows[first : first + self.micro]
         return rows[:, :-1], rows[:, 1:]
+
+    def _check_modded_shards(self) -> None:
+        """The record's loader asserts that every shard holds one span per rank and one token."""
+        need = self.world * self.per_rank * self.t + 1
+        short = [n for n in self.reader.lengths if n < need]
+        if short:
+            raise ValueError(
+                f"train.data_order modded: a shard has {min(short)} tokens, fewer than "
+                f"{need} (train.batch_seqs x train.seq_len + 1)"
+            )
+
+    def _modded_start(self, step: int, rank: int) -> int:
+        """Where in the split rank `rank`'s span of 0-based `step` starts."""
+        bt, stride = self.per_rank * self.t, self.world * self.per_rank * self.t
+        if rank not in self._spans:
+            per_shard = [max(1, (n - 1 - rank * bt) // stride) for n in self.reader.lengths]
+            self._spans[rank] = np.cumsum([0, *per_shard])
+        spans = self._spans[rank]
+        k = max(step - 1, 0) % int(spans[-1])  # the first span trains twice
+        shard = int(np.searchsorted(spans, k, side="right")) - 1
+        return int(self.reader.starts[shard]) + rank * bt + (k - int(spans[shard])) * stride
 
     def _seeded(self, step: int) -> np.ndarray:
         # Every rank draws the whole step's windows (same seed, same draws) and takes its rows.

@@ -11,7 +11,8 @@ A GPU run holds, per process (every rank keeps a whole replica under DDP):
   the matrices with optim.matrix_optimizer adam) 2 tensors per parameter; Muon 1 momentum buffer
   (and NorMuon 1 fp32 number per row) for the matrices this rank orthogonalizes (matrix i on
   rank i % world size), and with several ranks its chunk of the updates plus the all-gathered
-  buffer of all of them (bf16 with parameter_golf arithmetic, as train_gpt.py's, else fp32);
+  buffer of all of them (bf16 with parameter_golf arithmetic, as train_gpt.py's, or with
+  optim.split modded2410, whose Muon updates are bf16; else fp32);
 - activations: what autograd saves for backward, per micro-batch sequence, measured once per
   (model config, vocabulary, seq_len, arithmetic, torch version) by speedlab.train.memory_probe
   on the meta device and cached in results/.cache/activation_bytes.json. It is eager bf16, with
@@ -191,14 +192,18 @@ def rank_share(sizes: list[int], world: int) -> int:
 def _muon_bytes(cfg: dict, matrix: dict) -> tuple[int, int]:
     """(state, update buffers) of Muon on its busiest rank. Each rank keeps the momentum (and
     NorMuon's fp32 per-row moment) of its own matrices only; with several ranks it fills its
-    chunk of the updates and all-gathers everyone's, in bf16 under parameter_golf arithmetic."""
+    chunk of the updates and all-gathers everyone's, in bf16 under parameter_golf arithmetic
+    and with optim.split modded2410."""
     world = max(cfg["train"]["gpus"], 1)
     numels = [n for n, _ in matrix["each"]]
     chunk = rank_share(numels, world)
     state = chunk * matrix["bytes"] // max(matrix["numel"], 1)
     if cfg["optim"]["normuon"]:
         state += 4 * rank_share([r for _, r in matrix["each"]], world)
-    width = 2 if cfg["train"]["arithmetic"] == "parameter_golf" else 4
+    bf16 = (
+        cfg["train"]["arithmetic"] == "parameter_golf" or cfg["optim"].get("split") == "modded2410"
+    )
+    width = 2 if bf16 else 4
     return state, ((1 + world) * chunk * width if world > 1 else 0)
 
 

@@ -11,6 +11,13 @@ Muon's step in the parameters' dtype, torch's default Adam. parameter_golf: trai
 every device: the iteration in bf16 with a bf16 result, the shape scale multiplied in bf16, the
 update cast to the parameter's dtype only when applied, fused Adam. Both apply every option.
 
+optim.split: modded2410 is the 2024-10-14 modded-nanogpt record's optimizers instead (see
+record_optimizers): fused AdamW on the tied embedding/head, and its Muon on every block matrix,
+whose step differs from speedlab's in three places: its Newton-Schulz groups the quintic as
+aX + bAX + (cA)(AX) with A = XX^T, always in bf16; the update is scaled by sqrt(max(rows, cols))
+(sqrt(cols) per third for a 3d x d matrix, orthogonalized in thirds) instead of sqrt(max(1,
+rows / cols)); and that scale is folded into the step's alpha, not multiplied into the update.
+
 Under torch.distributed with several processes each rank orthogonalizes only its share of the
 matrices (matrix i of the flattened list goes to rank i % world size, so the work is spread even
 with one group per layer), keeps momentum only for those, and one all-gather per step gives every
@@ -35,6 +42,8 @@ from speedlab.train.schedules import (
 )
 
 ARITHMETICS = ("fp32", "parameter_golf")
+# optim.split: speedlab's three optimizers, or the 2024-10-14 modded-nanogpt record's two.
+SPLITS = ("speedlab", "modded2410")
 
 # Quintic coefficients chosen to push singular values towards 1 as fast as possible from (0, 1];
 # they do not converge exactly to 1 (the result lands in roughly [0.7, 1.2]), which is enough.
@@ -90,6 +99,38 @@ def newton_schulz5(g: Tensor, steps: int = 5, eps: float = 1e-7, arithmetic="fp3
     return _odd_quintic_iteration(g, [NS_COEFFS] * steps, 1.0, eps, arithmetic)
 
 
+def newton_schulz5_modded2410(g: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+    """The record's zeropower_via_newtonschulz5, op for op: bf16 whatever g's dtype, the input
+    divided by its norm + eps, and X <- aX + bB + (cA)B with A = XX^T, B = AX; returns bf16."""
+    a, b, c = NS_COEFFS
+    x = g.bfloat16()
+    x = x / (x.norm() + eps)
+    transposed = g.size(0) > g.size(1)
+    if transposed:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        gx = gram @ x
+        x = a * x + b * gx + c * gram @ gx
+    return x.T if transposed else x
+
+
+def modded2410_update(g: Tensor, steps: int, orthogonalize=newton_schulz5_modded2410) -> Tensor:
+    """The record's orthogonalized update of one matrix (unscaled): a 3d x d matrix (grouped
+    q/k/v) is orthogonalized in its three d x d parts, anything else as a whole."""
+    if g.size(0) == 3 * g.size(1):
+        return torch.cat([orthogonalize(part, steps) for part in g.split(g.size(1))])
+    return orthogonalize(g, steps)
+
+
+def modded2410_scale(p: Tensor) -> float:
+    """The record's factor on the orthogonalized update (its RMS then about 1): sqrt(cols) for
+    a 3d x d matrix, else sqrt(max(rows, cols))."""
+    if p.size(0) == 3 * p.size(1):
+        return p.size(1) ** 0.5
+    return max(p.size(0), p.size(1)) ** 0.5
+
+
 def polar_express(g: Tensor, steps: int = 5, eps: float = 1e-7, arithmetic="fp32") -> Tensor:
     """Approximately orthogonalize a 2-D matrix with `steps` Polar Express iterations.
 
@@ -127,11 +168,14 @@ class Muon(torch.optim.Optimizer):
         normuon: bool = False,
         normuon_beta2: float = 0.95,
         arithmetic: str = "fp32",
+        step_rule: str = "speedlab",
     ):
         if orthogonalize not in ORTHOGONALIZERS:
             raise ValueError(f"optim.orthogonalize: unknown method {orthogonalize!r}")
+        if step_rule not in SPLITS:
+            raise ValueError(f"optim.split: unknown {step_rule!r} (expected one of {SPLITS})")
         _check_arithmetic(arithmetic)
-        self.arithmetic = arithmetic
+        self.arithmetic, self.step_rule = arithmetic, step_rule
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -144,12 +188,13 @@ class Muon(torch.optim.Optimizer):
             normuon_beta2=normuon_beta2,
         )
         super().__init__(params, defaults)
-        self.orthogonalizers = ORTHOGONALIZERS
+        self.orthogonalizers = {**ORTHOGONALIZERS, "modded2410": newton_schulz5_modded2410}
 
     def compile(self) -> None:
-        """torch.compile the orthogonalization (as train_gpt.py compiles its Newton-Schulz);
-        the loop does this when it compiles the model, so its warm-up compiles both."""
-        self.orthogonalizers = {k: torch.compile(f) for k, f in ORTHOGONALIZERS.items()}
+        """torch.compile the orthogonalization (as train_gpt.py and the modded-nanogpt record
+        compile their Newton-Schulz); the loop does this when it compiles the model, so its
+        warm-up compiles both."""
+        self.orthogonalizers = {k: torch.compile(f) for k, f in self.orthogonalizers.items()}
 
     def matrices(self) -> list[tuple[dict, Tensor]]:
         """(group, matrix) for every matrix, groups in order: the list the ranks share out."""
@@ -177,6 +222,8 @@ class Muon(torch.optim.Optimizer):
         buf = state["momentum_buffer"]
         buf.mul_(mu).add_(p.grad)
         g = p.grad.add(buf, alpha=mu) if group["nesterov"] else buf
+        if self.step_rule == "modded2410":  # bf16, unscaled: _apply scales it in alpha
+            return modded2410_update(g, group["ns_steps"], self.orthogonalizers["modded2410"])
         orthogonalize = self.orthogonalizers[group["orthogonalize"]]
         update = orthogonalize(g, group["ns_steps"], arithmetic=self.arithmetic)
         if group["normuon"]:
@@ -187,9 +234,11 @@ class Muon(torch.optim.Optimizer):
         return update
 
     def _apply(self, group: dict, p: Tensor, update: Tensor) -> None:
-        """Weight decay (if any), then p <- p - lr * update, in p's dtype."""
+        """Weight decay (if any), then p <- p - lr * update, in p's dtype (the record's rule:
+        p <- p - (lr * scale) * update, the scale in the step's alpha, as its add_ has it)."""
         lr, wd = group["lr"], group["weight_decay"]
-        update = update.to(p.dtype)
+        scale = modded2410_scale(p) if self.step_rule == "modded2410" else 1.0
+        update = update.to(p.dtype)  # exact from bf16; add_ would cast the same way
         if wd:
             # Decoupled decay, p <- p (1 - lr wd), with the scheduled lr of the update.
             # Cautious (Chen et al. 2025, arXiv 2510.12402): decay only the entries where the
@@ -199,13 +248,14 @@ class Muon(torch.optim.Optimizer):
                 p.mul_(torch.where(update * p > 0, 1 - lr * wd, 1.0))
             else:
                 p.mul_(1 - lr * wd)
-        p.add_(update, alpha=-lr)
+        p.add_(update, alpha=-lr * scale)  # x 1.0 is exact: speedlab's rule is unchanged
 
     def _shared_updates(self, matrices, rank: int, world: int) -> list[Tensor]:
         """Every matrix's update, each computed on its own rank, all-gathered in one collective."""
         offsets, chunk = shard_layout([p.numel() for _, p in matrices], world)
         first = matrices[0][1]
-        dtype = torch.bfloat16 if self.arithmetic == "parameter_golf" else first.dtype
+        bf16 = self.arithmetic == "parameter_golf" or self.step_rule == "modded2410"
+        dtype = torch.bfloat16 if bf16 else first.dtype
         mine = torch.zeros(chunk, dtype=dtype, device=first.device)
         for i in range(rank, len(matrices), world):
             group, p = matrices[i]
@@ -306,9 +356,14 @@ def build_optimizers(
     target_momentum), which apply_schedules scales step by step. `arithmetic` is
     train.arithmetic: parameter_golf makes the Adams fused, as train_gpt.py's are (their state
     takes each parameter's dtype: bf16 for a bf16 token embedding), and Muon's math bf16.
+    optim.split: modded2410 builds the record's two instead (record_optimizers), with the same
+    per-layer matrix groups.
     """
     _check_arithmetic(arithmetic)
     wd_multiplier(optim_cfg["wd_schedule"], 0, 1)  # fail now on a bad name
+    split = optim_cfg.get("split", "speedlab")
+    if split not in SPLITS:
+        raise ValueError(f"optim.split: unknown {split!r} (expected one of {SPLITS})")
     matrix_groups = _matrix_groups(model, optim_cfg)
     muon_ids = {id(p) for g in matrix_groups for p in g["params"]}
     # Token embeddings and an untied output head (nGPT's lm_head) learn at embed_lr.
@@ -316,12 +371,15 @@ def build_optimizers(
     named = dict(model.named_parameters())
     embeds = [named[n] for n in embed_names if n in named]
     scalars = [p for n, p in named.items() if id(p) not in muon_ids and n not in embed_names]
-    adam = _adam_options(optim_cfg, arithmetic)
-    optimizers = [
-        torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], **adam),
-        torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], **adam),
-        _matrix_optimizer(matrix_groups, optim_cfg, arithmetic),
-    ]
+    if split == "modded2410":
+        optimizers = record_optimizers(embeds, scalars, matrix_groups, optim_cfg)
+    else:
+        adam = _adam_options(optim_cfg, arithmetic)
+        optimizers = [
+            torch.optim.Adam([dict(params=embeds, lr=optim_cfg["embed_lr"])], **adam),
+            torch.optim.Adam([dict(params=scalars, lr=optim_cfg["scalar_lr"])], **adam),
+            _matrix_optimizer(matrix_groups, optim_cfg, arithmetic),
+        ]
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -330,6 +388,42 @@ def build_optimizers(
         "every parameter must sit in exactly one optimizer"
     )
     return optimizers
+
+
+def record_optimizers(embeds, scalars, matrix_groups, optim_cfg: dict) -> list:
+    """optim.split: modded2410, the 2024-10-14 modded-nanogpt record's optimizers.
+
+    Its train_gpt2.py gives lm_head.parameters() (the matrix tied to the embedding) to fused
+    AdamW at the learning rate (embed_lr here; betas, eps from the config, weight decay 0, as
+    its Hyperparameters set) and every parameter of transformer.h to its Muon at 0.1 x that
+    (matrix_lr; nesterov, ns_steps, the momentum of each layer's group). The blocks must hold
+    only matrices, as model.kind modded2410's do: the record has no gains or mixes.
+    """
+    if scalars:
+        raise ValueError(
+            f"optim.split: modded2410 has no optimizer for the model's {len(scalars)} "
+            "non-matrix parameter(s); it is the record's split for model.kind modded2410"
+        )
+    bad = {k: optim_cfg[k] for k in ("matrix_optimizer", "orthogonalize", "normuon")}
+    if bad != {"matrix_optimizer": "muon", "orthogonalize": "newton_schulz5", "normuon": False}:
+        raise ValueError(f"optim.split: modded2410 is the record's own Muon, not {bad}")
+    betas = (optim_cfg["adam_beta1"], optim_cfg["adam_beta2"])
+    adamw = torch.optim.AdamW(
+        [dict(params=embeds, lr=optim_cfg["embed_lr"])],
+        betas=betas,
+        eps=optim_cfg["adam_eps"],
+        weight_decay=0.0,
+        fused=True,
+    )
+    muon = Muon(
+        matrix_groups,
+        lr=optim_cfg["matrix_lr"],
+        momentum=optim_cfg["momentum"],
+        ns_steps=optim_cfg["ns_steps"],
+        cautious_wd=optim_cfg["cautious_wd"],
+        step_rule="modded2410",
+    )
+    return [adamw, muon]
 
 
 def _adam_options(optim_cfg: dict, arithmetic: str) -> dict:
