@@ -25,7 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import golden_pg
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "golden_modded2410" / "train_gpt2_cpu.json"
@@ -94,16 +93,4 @@ SPEEDLAB_OVERRIDES = {
 def speedlab_config() -> dict:
     """The resolved speedlab run config of the recipe: config/config.yaml's defaults (no scale)
     with SPEEDLAB_OVERRIDES, validated and resolved like any study's run."""
-    from speedlab.config import run_config, validate
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["scale"] = None
-    config["studies"] = {
-        "golden_modded": {
-            "baseline": "record",
-            "seeds": [SEED],
-            "conditions": {"record": dict(SPEEDLAB_OVERRIDES)},
-        }
-    }
-    validate(config)
-    return run_config(config, "golden_modded", "record")
+    return golden_pg.resolved_run("golden_modded", "record", SEED, SPEEDLAB_OVERRIDES)

@@ -20,6 +20,7 @@ The val split is 16 sequences of 256 (+1) tokens.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -181,16 +182,34 @@ def write_data(out_dir: Path) -> dict:
 def speedlab_config() -> dict:
     """The resolved speedlab run config of the recipe: config/config.yaml's defaults (no scale)
     with SPEEDLAB_OVERRIDES, validated and resolved like any study's run."""
+    return resolved_run("golden_pg", "train_gpt", SPEEDLAB_SEED, SPEEDLAB_OVERRIDES)
+
+
+def resolved_run(study: str, condition: str, seed: int, overrides: dict) -> dict:
+    """config/config.yaml's defaults (no scale) with the overrides as a one-condition study,
+    validated and resolved like any study's run."""
     from speedlab.config import run_config, validate
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["scale"] = None
     config["studies"] = {
-        "golden_pg": {
-            "baseline": "train_gpt",
-            "seeds": [SPEEDLAB_SEED],
-            "conditions": {"train_gpt": dict(SPEEDLAB_OVERRIDES)},
-        }
+        study: {"baseline": condition, "seeds": [seed], "conditions": {condition: dict(overrides)}}
     }
     validate(config)
-    return run_config(config, "golden_pg", "train_gpt")
+    return run_config(config, study, condition)
+
+
+def train_speedlab(cfg: dict, seed: int, data: dict, out: Path, meta: dict) -> list[dict]:
+    """Train cfg with speedlab in this process on one thread, as the reference scripts run;
+    returns its metrics.jsonl rows (summary.json and roundtrip.json are in `out`)."""
+    import torch
+
+    from speedlab.train.loop import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, seed, data["train"], data["val"], data["token_bytes"], out, meta)
+    finally:
+        torch.set_num_threads(threads)
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -117,6 +117,34 @@ def test_scale_preset_is_an_override():
             {"studies/quickstart/imports": [{"log": "x.log", "condition": "pg"}]},
             "studies.quickstart.imports.0",
         ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"optim.split": "modded2410"}},
+            "studies.quickstart.conditions.layerwise.optim.split",
+        ),
+        (
+            {"studies/quickstart/conditions/layerwise": {"model.kind": "modded2410"}},
+            "studies.quickstart.conditions.layerwise.model.n_kv_head",
+        ),
+        (
+            {"studies/quickstart/trainer": {"kind": "command", "command": "x {nope}"}},
+            "studies.quickstart.conditions.uniform.trainer.command",
+        ),
+        (
+            {"studies/quickstart/trainer": {"kind": "command"}},
+            "studies.quickstart.conditions.uniform.trainer",
+        ),
+        (
+            {"studies/quickstart/trainer": {"kind": "command", "command": "x", "seed": "-"}},
+            "studies.quickstart.conditions.uniform.trainer.seed",
+        ),
+        (
+            {"studies/quickstart/conditions/uniform": {"params": {"lr": [1, 2]}}},
+            "studies.quickstart.conditions.uniform.params.lr",
+        ),
+        (
+            {"studies/quickstart/imports": [{"table": "t.txt"}]},
+            "studies.quickstart.imports.0.table",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edits, key):

@@ -202,3 +202,29 @@ def test_gpu_command_runs_skip_speedlab_s_memory_plan():
     validate(config)
     cfg = run_config(config, "ext", "lr_low")
     assert cfg["train"]["gpus"] == 8 and cfg["train"]["micro_batch_seqs"] is None
+
+
+def test_a_log_file_the_script_writes_is_read(tmp_path, data):
+    """trainer.log names the file the script writes (a template), as train_gpt.py writes
+    logs/<RUN_ID>.txt; its stdout is kept beside it."""
+    env = {"DATA_PATH": "{data_dir}", "LOGFILE": "logs/{run_id}.txt"}
+    cfg = command_config(env=env, log="logs/{run_id}.txt")
+    run(tmp_path, data, cfg, seed=5)
+    log = tmp_path / "work" / "logs" / "ext-lr_high-seed5.txt"
+    assert (tmp_path / "out" / "train.log").read_text() == log.read_text()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["seed"] == 5
+
+
+def test_a_declared_regex_spec_reads_a_script_s_own_format(tmp_path, data):
+    spec = {
+        "step": r"^step:(?P<step>\d+)/(?P<total>\d+) train_loss:(?P<train_loss>\S+)",
+        "final": {"roundtrip": r"^final_int8_zlib_roundtrip_exact val_loss:(?P<val_loss>\S+)"
+                               r" val_bpb:(?P<val_bpb>\S+)"},
+        "seed": r"^seed:(?P<seed>\d+)",
+    }  # fmt: skip
+    cfg = command_config(log_format=spec, metrics={"q_val_bpb": "roundtrip.val_bpb"})
+    values = run(tmp_path, data, cfg, seed=4)
+    log = (tmp_path / "out" / "train.log").read_text()
+    assert f"val_bpb:{values['q_val_bpb']:.8f}" in log
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["seed"] == 4 and summary["steps"] == cfg["train"]["steps"]

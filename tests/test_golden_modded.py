@@ -18,11 +18,16 @@ import re
 import statistics
 
 import golden_modded
+import golden_pg
 import pytest
-import torch
-from test_golden_pg import OTHER_CPU_TOL, same_cpu_family
+from test_golden_pg import same_cpu_family
 
 TOL = 1e-6
+# Another CPU family rounds the bf16 Newton-Schulz and matmuls differently (golden_pg's recipe,
+# whose Muon is bf16 too, drifts up to 1.2e-2 in 50 steps between two Xeons, 2026-12-02); this
+# recipe was not measured on a second family. The errors this test exists for are far larger:
+# the record's data order alone changes the losses by up to 0.18, its optimizer split by 2.5.
+OTHER_CPU_TOL = 5e-2
 FP32_SUM_TOL = 1e-5  # the record's fp32 sum of 2 batch means around 3, against float64
 PROVENANCE = {
     "command",
@@ -71,19 +76,10 @@ def test_fixture_records_its_provenance(golden, tmp_path):
 
 def train_speedlab(tmp_path) -> dict:
     """Train the recipe with speedlab in this process (one thread); returns its numbers."""
-    from speedlab.train.loop import train
-
-    data = golden_modded.write_data(tmp_path / "data")
-    out = tmp_path / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        meta = {"study": "golden_modded", "condition": "record"}
-        cfg, seed = golden_modded.speedlab_config(), golden_modded.SEED
-        train(cfg, seed, data["train"], data["val"], data["token_bytes"], out, meta)
-    finally:
-        torch.set_num_threads(threads)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    data, out = golden_modded.write_data(tmp_path / "data"), tmp_path / "run"
+    meta = {"study": "golden_modded", "condition": "record"}
+    cfg, seed = golden_modded.speedlab_config(), golden_modded.SEED
+    rows = golden_pg.train_speedlab(cfg, seed, data, out, meta)
     return {
         "train_loss": {r["step"]: r["train_loss"] for r in rows if "train_loss" in r},
         "val_loss": {r["step"]: r["val_loss"] for r in rows if "val_loss" in r},

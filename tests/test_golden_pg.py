@@ -16,7 +16,6 @@ from pathlib import Path
 
 import golden_pg
 import pytest
-import torch
 
 TOL = 1e-6
 PROVENANCE = {
@@ -99,28 +98,13 @@ def test_fixture_records_its_provenance(each_golden):
 
 
 def train_speedlab(tmp_path) -> dict:
-    """Train the recipe with speedlab in this process (one thread); returns its numbers."""
-    from speedlab.train.loop import train
-
-    data = golden_pg.write_data(tmp_path / "data")
-    out = tmp_path / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        meta = {"study": "golden_pg", "condition": "train_gpt"}
-        cfg, seed = golden_pg.speedlab_config(), golden_pg.SPEEDLAB_SEED
-        train(cfg, seed, data["train"], data["val"], data["token_bytes"], out, meta)
-        roundtrip_json = out / "roundtrip.json"
-        if not roundtrip_json.exists():
-            # FALLBACK until the training job writes roundtrip.json itself (issue 12, item 5):
-            # then delete this branch, so that the test checks the in-job roundtrip.
-            from speedlab.train.quantize import roundtrip
-
-            roundtrip_json = tmp_path / "roundtrip.json"
-            roundtrip(out / "model.pt", data["val"], data["token_bytes"], roundtrip_json)
-    finally:
-        torch.set_num_threads(threads)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    """Train the recipe with speedlab in this process (one thread); returns its numbers, the
+    roundtrip's as the training job scored it."""
+    data, out = golden_pg.write_data(tmp_path / "data"), tmp_path / "run"
+    meta = {"study": "golden_pg", "condition": "train_gpt"}
+    cfg, seed = golden_pg.speedlab_config(), golden_pg.SPEEDLAB_SEED
+    rows = golden_pg.train_speedlab(cfg, seed, data, out, meta)
+    roundtrip_json = out / "roundtrip.json"
     return {
         "train_loss": {r["step"]: r["train_loss"] for r in rows if "train_loss" in r},
         "val_loss": {r["step"]: r["val_loss"] for r in rows if "val_loss" in r},

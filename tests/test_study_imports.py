@@ -180,3 +180,21 @@ def test_import_metrics_pick_the_printed_final_line(tmp_path):
     bad = {str(runs): {"q_val_bpb": "final_nothing.val_bpb"}}
     with pytest.raises(ValueError, match="no final line final_nothing.val_bpb"):
         collect([], "pg", [(runs, cur)], import_metrics=bad)
+
+
+@pytest.mark.parametrize(
+    "sources, paired",
+    [(("speedlab", "speedlab"), True), (("command", "command"), True),
+     (("speedlab", "command"), False), (("table", "table"), False),
+     (("parameter_golf", "parameter_golf"), False)],
+)  # fmt: skip
+def test_auto_pairs_only_runs_one_program_trained_from_the_seed(sources, paired):
+    from speedlab.analysis.decision import pairing
+
+    runs = pd.DataFrame({
+        "condition": ["a"] * 3 + ["b"] * 3, "seed": [1, 2, 3] * 2,
+        "source": [sources[0]] * 3 + [sources[1]] * 3, "diverged": False,
+        "val_bpb": [1.0, 1.1, 1.2, 1.01, 1.12, 1.19],
+    })  # fmt: skip
+    assert pairing(runs, "val_bpb", "b", "a")[2] is paired
+    assert pairing(runs, "val_bpb", "b", "a", design="paired")[2] is True

@@ -33,22 +33,20 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 import golden_modded  # noqa: E402  (tests/golden_modded.py: the data, the recipe)
+from reference_run import machine, patch, rel, sha256  # noqa: E402
 
 MODDED = REPO / "reference" / "modded-nanogpt"
 COMMIT = "f411b3d346aa52d3504324ca93c230fd84c6c07f"
@@ -57,7 +55,6 @@ DATA = WORK / "data"
 RUN = WORK / "run"
 SCRIPT = RUN / "train_gpt2_cpu.py"
 DEFAULT_OUT = WORK / "train_gpt2_cpu.json"
-CPU_FLAGS = {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}  # those bf16 rounds by
 
 IMPORTS_END = "from torch.nn.parallel import DistributedDataParallel as DDP\n"
 CPU_PRELUDE = """
@@ -198,14 +195,6 @@ PATCHES = [
 ]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def rel(path: Path) -> str:
-    return "./" + path.relative_to(REPO).as_posix()
-
-
 def git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(MODDED), *args], capture_output=True, text=True)
     if done.returncode:
@@ -221,16 +210,6 @@ def check_reference() -> Path:
     if git("hash-object", str(record)) != git("rev-parse", f"{COMMIT}:{golden_modded.RECORD}"):
         sys.exit(f"{record} differs from {golden_modded.RECORD} at {COMMIT}")
     return record
-
-
-def patch(source: str) -> str:
-    """The record with PATCHES applied; a pattern found a wrong number of times stops it."""
-    for what, old, new, count in PATCHES:
-        found = source.count(old)
-        if found != count:
-            sys.exit(f"patch {what!r}: pattern found {found} times, expected {count}:\n{old}")
-        source = source.replace(old, new)
-    return source
 
 
 def free_port() -> int:
@@ -285,20 +264,8 @@ def parse(stdout: str) -> dict:
     }
 
 
-def cpu() -> dict:
-    """The CPU's model name and the vector-unit flags that decide how bf16 rounds."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    return {
-        "model": model.group(1).strip() if model else platform.processor(),
-        "flags": sorted(CPU_FLAGS & set(text.split())),
-    }
-
-
 def provenance(record: Path, command, env, data, runtime_s) -> dict:
     """The fixture's provenance fields, for this run."""
-    import numpy as np
-    import torch
 
     return {
         "command": " ".join(command),
@@ -316,14 +283,7 @@ def provenance(record: Path, command, env, data, runtime_s) -> dict:
         "procedure": Path(__file__).resolve().relative_to(REPO).as_posix(),
         "data": "tests/golden_pg.py write_data (golden_modded.write_data)",
         "data_sha256": data["sha256"],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cpu": cpu(),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": 1,
-        "runtime_s": round(runtime_s, 1),
-        "made_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **machine(runtime_s),
     }
 
 
@@ -350,7 +310,7 @@ def main(argv=None) -> None:
     data = golden_modded.write_data(DATA)
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
-    SCRIPT.write_text(patch(record.read_text(encoding="utf-8")))
+    SCRIPT.write_text(patch(record.read_text(encoding="utf-8"), PATCHES))
 
     env = environment()
     start = time.perf_counter()

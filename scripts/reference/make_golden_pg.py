@@ -45,22 +45,20 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 import golden_pg  # noqa: E402  (tests/golden_pg.py: the data, the recipe)
+from reference_run import machine, patch, rel, sha256  # noqa: E402
 
 PARAMETER_GOLF = REPO / "reference" / "parameter-golf"
 WORK = REPO / "reference" / "golden_pg"
@@ -69,7 +67,6 @@ TOKENIZER = WORK / "sp1024.model"
 RUN = WORK / "run"
 SCRIPT = RUN / "train_gpt_cpu.py"
 DEFAULT_OUT = WORK / "train_gpt_cpu.json"
-CPU_FLAGS = {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}  # those bf16 rounds by
 
 NO_CUDA = """
 # golden_pg (CPU copy): no GPU, so these CUDA calls do nothing.
@@ -179,14 +176,6 @@ PATCHES = [
 ]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def rel(path: Path) -> str:
-    return "./" + path.relative_to(REPO).as_posix()
-
-
 def check_reference(golden: dict) -> str:
     """The parameter-golf checkout is at the committed fixture's commit, train_gpt.py unchanged."""
     head = subprocess.run(
@@ -234,16 +223,6 @@ def train_tokenizer(train_manifest: Path, model_out: Path) -> None:
         max_sentence_length=1 << 16,  # whole documents; the default 4192 drops the long ones
         minloglevel=2,
     )
-
-
-def patch(source: str) -> str:
-    """train_gpt.py with PATCHES applied; a pattern found a wrong number of times stops it."""
-    for what, old, new, count in PATCHES:
-        found = source.count(old)
-        if found != count:
-            sys.exit(f"patch {what!r}: pattern found {found} times, expected {count}:\n{old}")
-        source = source.replace(old, new)
-    return source
 
 
 def environment() -> dict[str, str]:
@@ -303,20 +282,8 @@ def parse(stdout: str) -> dict:
     }
 
 
-def cpu() -> dict:
-    """The CPU's model name and the vector-unit flags that decide how bf16 rounds."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    return {
-        "model": model.group(1).strip() if model else platform.processor(),
-        "flags": sorted(CPU_FLAGS & set(text.split())),
-    }
-
-
 def provenance(commit, command, env, data, runtime_s) -> dict:
     """The committed fixture's provenance fields, for this run."""
-    import numpy as np
-    import torch
 
     return {
         "command": " ".join(command),
@@ -329,14 +296,7 @@ def provenance(commit, command, env, data, runtime_s) -> dict:
         "procedure": Path(__file__).resolve().relative_to(REPO).as_posix(),
         "data_sha256": data["sha256"],
         "data_seed": golden_pg.SEED,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cpu": cpu(),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": 1,
-        "runtime_s": round(runtime_s, 1),
-        "made_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **machine(runtime_s),
     }
 
 
@@ -377,7 +337,7 @@ def main(argv=None) -> None:
     train_tokenizer(data["train"], TOKENIZER)
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
-    SCRIPT.write_text(patch((PARAMETER_GOLF / "train_gpt.py").read_text(encoding="utf-8")))
+    SCRIPT.write_text(patch((PARAMETER_GOLF / "train_gpt.py").read_text(encoding="utf-8"), PATCHES))
 
     env = environment()
     start = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import subprocess
 import sys
@@ -185,16 +184,9 @@ def _totals(files, refused: Counter, failed, runs, skipped: Counter, absent) -> 
 
 def _log_format(text: str):
     """--format: auto, a format name, or a declared spec as a JSON object."""
-    from speedlab.logformats import ALIASES, FORMATS
+    from speedlab.analysis.import_logs import log_format
 
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise argparse.ArgumentTypeError(f"a spec format is a JSON object: {e}") from None
-    if text not in ("auto", *FORMATS, *ALIASES):
-        raise argparse.ArgumentTypeError(f"unknown log format {text!r}")
-    return text
+    return log_format(text)
 
 
 def parser() -> argparse.ArgumentParser:

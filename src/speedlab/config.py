@@ -98,8 +98,8 @@ def _set_path(tree: dict, parts: list[str], value, merging: bool = False) -> Non
     """Set tree[p0][p1]...= value (merging mappings key by key when `merging`)."""
     node = tree
     for p in parts[:-1]:
-        if node.get(p) is None:  # a null default (e.g. trainer.source) takes a mapping
-            node[p] = {}
+        if node.get(p) is None or isinstance(node[p], str):
+            node[p] = {}  # a null or named default (trainer.source, log_format) takes a mapping
         node = node[p]
         if not isinstance(node, dict):
             raise ConfigError(f"{'.'.join(parts)}: {p} is not a mapping")
@@ -627,6 +627,7 @@ def _check_layers(resolved: dict, where: str) -> None:
                 f"invalid configuration:\n  {where}.optim.{key}: {len(optim[key])} values for "
                 f"model.n_layer={n_layer} layers"
             )
+    _check_record_model(resolved, where)
     if optim["momentum_schedule"] == "list" and not optim["momentum_list"]:
         raise ConfigError(
             f"invalid configuration:\n  {where}.optim.momentum_list: required by "
@@ -639,6 +640,24 @@ def _check_layers(resolved: dict, where: str) -> None:
 PRESET_VOCAB = {"sp1024": 1024, "gpt2": 50257}
 # and the vocabulary file each places next to its shards (PRESETS[..].name).
 PRESET_TOKENIZER = {"sp1024": "fineweb_1024_bpe.model", "gpt2": "vocab.json"}
+
+
+def _check_record_model(resolved: dict, where: str) -> None:
+    """model.kind and optim.split modded2410 go together (the record's optimizers assume its
+    parameters, and its model has no grouped-query attention): refused here, not at run time."""
+    model, optim = resolved["model"], resolved["optim"]
+    kind, split = model["kind"] == "modded2410", optim["split"] == "modded2410"
+    if split and not kind:
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.optim.split: modded2410 needs model.kind "
+            f"modded2410 (the record's model), not {model['kind']!r}"
+        )
+    if kind and model["n_kv_head"] != model["n_head"]:
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.model.n_kv_head: model.kind modded2410 has no "
+            f"grouped-query attention: n_kv_head ({model['n_kv_head']}) must equal n_head "
+            f"({model['n_head']})"
+        )
 
 
 def tokenizer_vocab(config: dict) -> int:

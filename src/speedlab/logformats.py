@@ -769,3 +769,19 @@ def parse_log(path: str | Path, fmt="auto", run: int | None = None) -> ParsedLog
     if run is not None and not 0 <= run < len(runs):
         raise ValueError(f"{path}: run {run} asked for, the file holds {len(runs)} run(s)")
     return runs[run or 0]
+
+
+def format_option(text: str):
+    """A format as a command line gives it: auto, a name, an alias, or a spec as a JSON
+    object; ValueError naming the choices otherwise."""
+    import json
+
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"a spec format is a JSON object: {e}") from None
+    if text not in ("auto", *FORMATS, *ALIASES):
+        names = ", ".join(("auto", *FORMATS, *ALIASES))
+        raise ValueError(f"unknown log format {text!r}: use {names} or a spec")
+    return text

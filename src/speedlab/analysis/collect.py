@@ -295,6 +295,11 @@ def schema_markdown() -> str:
     lines.append(
         "| `cfg.<key>` | per key | every resolved config value, e.g. `cfg.optim.matrix_lr` |"
     )
+    lines.append(
+        "| `log.<line>.<field>` | float64 | each final line a trainer's log prints, under its "
+        "printed name (e.g. `log.final_int6_sliding_window_exact.val_bpb`); `log.<size>`: "
+        "the sizes it prints, in bytes |"
+    )
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from scipy import special
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
@@ -83,23 +84,31 @@ def default_level(rule: dict) -> float:
     return 1 - rule["alpha"]
 
 
+# Runs whose seed fixes their initial weights and data order: speedlab's, or one external
+# script's. An imported log or table states a seed, but not that it meant the same thing.
+SEEDED = ({"speedlab"}, {"command"})
+
+
 def pairing(runs, metric: str, condition: str, reference: str, design: str = "auto"):
     """(x, ref, paired): the metric's values of two arms (diverged and missing runs out),
-    aligned by seed when paired. auto pairs when both arms ran the same seeds; paired insists
-    (an error with fewer than 2 shared seeds)."""
+    aligned by seed when paired. auto pairs when both arms ran the same seeds, trained by one
+    program from the seed (SEEDED); paired insists (an error with fewer than 2 shared seeds)."""
 
     def arm(name):
         rows = runs[(runs["condition"] == name) & ~runs["diverged"].astype(bool)]
-        rows = rows[rows[metric].notna()]
-        return rows.set_index("seed")[metric].astype(float).sort_index()
+        return rows[rows[metric].notna()]
 
-    x, ref = arm(condition), arm(reference)
+    rows_x, rows_ref = arm(condition), arm(reference)
+    x, ref = (r.set_index("seed")[metric].astype(float).sort_index() for r in (rows_x, rows_ref))
     shared = x.index.intersection(ref.index)
     if design == "paired" and len(shared) < 2:
         raise ValueError(
             f"design paired: {condition!r} and {reference!r} share {len(shared)} seed(s)"
         )
-    same = set(x.index) == set(ref.index) and len(shared) >= 2
+    both = pd.concat([rows_x, rows_ref])
+    sources = set(both["source"].dropna()) if "source" in both else {"speedlab"}
+    seeded = (sources or {"speedlab"}) in SEEDED
+    same = set(x.index) == set(ref.index) and len(shared) >= 2 and seeded
     if design == "paired" or (design == "auto" and same):
         return x[shared].to_numpy(), ref[shared].to_numpy(), True
     return x.to_numpy(), ref.to_numpy(), False

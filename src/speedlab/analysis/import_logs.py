@@ -21,7 +21,6 @@ line's (the official score of a parameter-golf record).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -29,7 +28,14 @@ import pandas as pd
 
 from speedlab.analysis.collect import CURVE_COLUMNS, typed_curves, typed_runs
 from speedlab.files import atomic_path
-from speedlab.logformats import ALIASES, FORMATS, NotATrainLog, ParsedLog, parse_log, parse_runs
+from speedlab.logformats import (
+    FORMATS,
+    NotATrainLog,
+    ParsedLog,
+    format_option,
+    parse_log,
+    parse_runs,
+)
 
 __all__ = ["FORMATS", "NotATrainLog", "ParsedLog", "import_log", "parse_log", "parse_runs"]
 NAN = float("nan")
@@ -99,15 +105,10 @@ def curves_frame(curves: list[dict]) -> pd.DataFrame:
 
 def log_format(text: str):
     """--format: auto, a format name, or a declared spec as a JSON object."""
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise argparse.ArgumentTypeError(f"a spec format is a JSON object: {e}") from None
-    if text not in ("auto", *FORMATS, *ALIASES):
-        names = ", ".join(("auto", *FORMATS, *ALIASES))
-        raise argparse.ArgumentTypeError(f"unknown log format {text!r}: use {names} or a spec")
-    return text
+    try:
+        return format_option(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None) -> None:

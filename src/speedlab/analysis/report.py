@@ -479,7 +479,12 @@ def pairing(stats: pd.DataFrame, configured: str, rule: dict) -> str:
             f"same data order; {_pairs(rows)}{how}"
         )
     if done == {"independent"}:
-        why = "; the arms do not share 2 or more seeds" if configured == "auto" else ""
+        why = (
+            "; the arms do not share 2 or more seeds, or their runs were not all trained by one "
+            "program from the seed (imported logs and tables state a seed, not what it fixed)"
+            if configured == "auto"
+            else ""
+        )
         return f"independent: each arm's runs are a separate sample{why}{how}"
     if not done:
         return f"no comparison could be tested{how}"

@@ -30,7 +30,6 @@ import platform
 import resource
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
 from speedlab.train.optim import Muon, apply_schedules, build_optimizers
+from speedlab.train.provenance import git_state
 from speedlab.train.validation import autocast, device_of, evaluate, val_slice
 
 # Dense bf16 peak of the GPUs people train these models on, per device (vendor data sheets).
@@ -97,26 +97,6 @@ def micro_batches(batch_seqs: int, micro_batch_seqs: int | None, world: int):
 
 def _fmt_eta(seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(max(seconds, 0)))
-
-
-def _git_state() -> dict:
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": bool(dirty)}
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -647,7 +627,7 @@ def _provenance(run: Run, p: Progress, meta: dict, inputs: dict) -> dict:
         "config_hash": run.identity["config_hash"],
         "config": run.cfg,
         "inputs": {k: str(v) for k, v in inputs.items()},
-        **_git_state(),
+        **git_state(),
         "resumed_from_step": p.resumed_from,
         "host": socket.gethostname(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
