@@ -228,3 +228,19 @@ def test_a_declared_regex_spec_reads_a_script_s_own_format(tmp_path, data):
     assert f"val_bpb:{values['q_val_bpb']:.8f}" in log
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["seed"] == 4 and summary["steps"] == cfg["train"]["steps"]
+
+
+def test_a_finished_or_edited_run_starts_afresh(tmp_path, data):
+    """Resume hooks only ever see the same run's files: after a finished run, or after a
+    failure of another config, the work folder is emptied and the attempt count restarts."""
+    env = {"DATA_PATH": "{data_dir}", "FAIL_AT": "5"}
+    hooks = {"resume_env": {"FAIL_AT": "-1"}}
+    with pytest.raises(SystemExit):
+        run(tmp_path, data, command_config(env=env, **hooks))
+    (tmp_path / "work" / "left_by_attempt_1").write_text("x")
+    run(tmp_path, data, command_config(env={"DATA_PATH": "{data_dir}"}, **hooks))  # edited
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert prov["attempt"] == 1 and "FAIL_AT" not in prov["env"]
+    assert not (tmp_path / "work" / "left_by_attempt_1").exists()
+    run(tmp_path, data, command_config(env={"DATA_PATH": "{data_dir}"}, **hooks))  # rerun
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text())["attempt"] == 1

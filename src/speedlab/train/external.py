@@ -23,7 +23,8 @@ non-zero exit, or a log without the study's metric, fails the job with the log's
 Preemption: SIGTERM and SIGUSR1 (SLURM's warning before the time limit) are passed to the
 script's process group; the job then fails and Snakemake's retry starts the script again. The
 script resumes only if it can itself: trainer.resume_env / trainer.resume_args are added on a
-restart (the work folder keeps a count of attempts), e.g. `{RESUME: '1'}`.
+restart (the work folder keeps a count of attempts), e.g. `{RESUME: '1'}`. A finished run, or
+a run of an edited condition, starts afresh in an emptied work folder.
 
 `fetch` clones a git source once at its pinned commit (file://, ssh and https URLs) into
 results/trainers/.
@@ -38,6 +39,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import string
@@ -160,12 +162,27 @@ def link_source(source: Path | None, work_dir: Path) -> None:
             link.symlink_to(entry.resolve())
 
 
-def next_attempt(work_dir: Path) -> int:
-    """1 on the first start, then one more on each restart (kept in the work folder)."""
+def next_attempt(work_dir: Path, identity: str) -> int:
+    """1 on a fresh start, then one more on each restart of an unfinished run of the same
+    config (kept in the work folder). A finished run, or one of another config (an edited
+    condition), starts afresh in an emptied work folder: a resume hook must never pick up
+    another run's files."""
     marker = work_dir / ATTEMPTS
-    attempt = int(marker.read_text()) + 1 if marker.exists() else 1
-    marker.write_text(str(attempt))
+    state = json.loads(marker.read_text()) if marker.exists() else {}
+    if state.get("config_hash") == identity and not state.get("finished"):
+        attempt = state["attempt"] + 1
+    else:
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        attempt = 1
+    marker.write_text(json.dumps({"config_hash": identity, "attempt": attempt}))
     return attempt
+
+
+def mark_finished(work_dir: Path) -> None:
+    marker = work_dir / ATTEMPTS
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "finished": True}))
 
 
 def run_command(argv: list[str], env: dict, cwd: Path, capture: Path) -> int:
@@ -345,8 +362,8 @@ def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str) -> dict:
     """Run the script once (or again after a preemption) and write the run's files."""
     work_dir, out_dir = Path(paths["work_dir"]), Path(paths["out_dir"])
     src = Path(paths["source"]).resolve() if paths.get("source") else None
+    attempt = next_attempt(work_dir, config_hash({"cfg": cfg, "seed": seed}))
     link_source(src, work_dir)
-    attempt = next_attempt(work_dir)
     values = variables(cfg, seed, meta, absolute(paths), attempt)
     argv = command_line(cfg, values, restart=attempt > 1)
     env = command_env(cfg, values, restart=attempt > 1)
@@ -365,6 +382,7 @@ def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str) -> dict:
            "hashes": file_hashes(src, argv, work_dir), "log": log_file}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(out_dir, cfg, log, metric_row, meta, run)
+    mark_finished(work_dir)
     return metric_row
 
 
