@@ -465,18 +465,19 @@ def _pairs(rows: pd.DataFrame) -> str:
     return "pairs: " + ", ".join(f"`{c}` {int(n)}" for c, n in ns.items())
 
 
-def pairing(stats: pd.DataFrame, configured: str, rule: dict) -> str:
+def pairing(stats: pd.DataFrame, configured: str, rule: dict, external: bool = False) -> str:
     """How the arms were compared, from stats.csv's `design` column (what was done, not only
-    what the config asked for)."""
+    what the config asked for); external: runs of an external trainer command are compared."""
     rows = compared(stats)
     done = set(rows["design"].dropna())
     how = f" (design: {configured})"
     if rule["rule"] in ONE_SAMPLE:
         return "one-sample: each condition's mean is tested against the target value"
+    caveat = " (an external trainer: as far as its script derives both from the seed)"
     if done == {"paired"}:
         return (
             "paired by seed: the same seed gives both arms the same initial weights and the "
-            f"same data order; {_pairs(rows)}{how}"
+            f"same data order{caveat if external else ''}; {_pairs(rows)}{how}"
         )
     if done == {"independent"}:
         why = (
@@ -554,7 +555,7 @@ def design(runs: pd.DataFrame, stats: pd.DataFrame, options: dict) -> dict:
         else ABSENT,
         "pooled": sorted(runs.loc[runs["pooled"].astype(bool), "condition"].unique()),
         "environment": {c: ", ".join(sorted(map(str, runs[c].dropna().unique()))) for c in known},
-        "pairing": pairing(stats, options["design"], rule),
+        "pairing": pairing(stats, options["design"], rule, (runs["source"] == "command").any()),
         "rule": rule_words(rule, baseline),
         "family": family(stats),
         "data": {

@@ -326,7 +326,8 @@ def provenance(cfg: dict, log, meta: dict, run: dict) -> dict:
         "config": cfg, "command": run["argv"], "env": run["env"], "attempt": run["attempt"],
         "trainer_source": cfg["trainer"]["source"], "trainer_commit": source_commit(run["src"]),
         "trainer_files_sha256": run["hashes"], "log": str(run["log"]),
-        **git_state(), "host": socket.gethostname(), "device": log.device or "unknown",
+        **git_state(), "host": socket.gethostname(),
+        "device": log.device or ("cpu" if cfg["train"]["gpus"] == 0 else None),
         "world_size": log.world_size if is_number(log.world_size) else max(
             cfg["train"]["gpus"], 1),
         "torch": log.torch, "cuda": log.cuda, "python": sys.version.split()[0],
