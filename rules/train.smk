@@ -7,6 +7,9 @@ rule train_run:
         metrics="results/runs/{study}/{condition}/seed{seed}/metrics.jsonl",
         summary="results/runs/{study}/{condition}/seed{seed}/summary.json",
         model="results/runs/{study}/{condition}/seed{seed}/model.pt",
+        # The weights for other tools: safetensors and the config that rebuilds the model.
+        weights="results/runs/{study}/{condition}/seed{seed}/model.safetensors",
+        weights_config="results/runs/{study}/{condition}/seed{seed}/config.json",
         provenance="results/runs/{study}/{condition}/seed{seed}/provenance.json",
         # The int8+zlib export scored on the training device(s) at the end of the job.
         roundtrip="results/runs/{study}/{condition}/seed{seed}/roundtrip.json",

@@ -33,6 +33,7 @@ PACKAGES = {
     "scipy": ("scipy", "scipy"),
     "seaborn": ("seaborn", "seaborn"),
     "statsmodels": ("statsmodels", "statsmodels"),
+    "safetensors": ("safetensors", "safetensors"),
     "sentencepiece": ("sentencepiece", "sentencepiece"),
     "tabulate": ("tabulate", "tabulate"),
     "torch": ("torch", "pytorch"),

@@ -1247,3 +1247,29 @@ def test_known_sigma_is_a_z_rule_without_df(tmp_path):
     assert f"z with known σ=0.0013: z={minus(f'{z:.2f}')}, p={p3(sps.norm.cdf(z))}, " in sentence
     detect = bullets(section(text, "## What the runs can detect"))[0]
     assert "val_loss or more below 3.28 (noise sd σ=0.0013, known)" in detect
+
+
+def test_an_arm_that_mixes_provenance_is_flagged_with_its_runs(tmp_path):
+    """Runs of one arm made by different speedlab commits, a dirty tree or another torch:
+    the design section names each mix and which seed had what; every arm shows its commits."""
+    commit_a, commit_b = "a" * 40, "b" * 40
+    runs = runs_frame().assign(git_commit=commit_a, git_dirty=False)
+    layer = runs.index[runs["condition"] == "layerwise"]
+    runs.loc[layer[0], ["git_commit", "torch"]] = [commit_b, "2.9.1"]
+    runs.loc[layer[1], "git_dirty"] = True
+    text = write_report(make_study(tmp_path, typed_runs(runs)), tmp_path / "r.md")
+    assert_clean(text)
+    design = section(text, "## Design")
+    assert f"`layerwise` {commit_a[:10]}, {commit_b[:10]} (uncommitted changes)" in design
+    assert f"`uniform` {commit_a[:10]}\n" in design or f"`uniform` {commit_a[:10]};" in design
+    warnings_ = [line for line in design.splitlines() if line.startswith("- **Warning**")]
+    assert len(warnings_) == 3 and all("`layerwise`" in w for w in warnings_)
+    assert f"speedlab commits (seed 0: {commit_b[:10]}; seed 1: {commit_a[:10]}" in design
+    assert "torch versions (seed 0: 2.9.1; seed 1: 2.13.0" in design
+    assert "clean and dirty checkouts" in design
+
+
+def test_a_clean_study_has_no_provenance_warning(tmp_path):
+    runs = runs_frame().assign(git_commit="c" * 40, git_dirty=False)
+    text = write_report(make_study(tmp_path, typed_runs(runs)), tmp_path / "r.md")
+    assert "**Warning**" not in section(text, "## Design")

@@ -5,6 +5,7 @@
     speedlab schema [PREFIX]                                       the documented config keys
     speedlab shards info|check [--vocab V] FILE...                 inspect or verify token shards
     speedlab import-logs [--summary] FILE|DIR...                   what other tools' logs yield
+    speedlab export RUN_DIR OUT                                    weights others can load
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _plan(argv: list[str]) -> int:
     return 0
 
 
+def _export(argv: list[str]) -> int:
+    from speedlab.train.export import main
+
+    main(argv, prog="speedlab export")
+    return 0
+
+
 def _shards(argv: list[str]) -> int:
     from speedlab.data.shards import main
 
@@ -45,6 +53,7 @@ DELEGATED = {
         "GPU-hours and cost still needed",
     ),
     "shards": (_shards, "inspect (info) or verify (check) token shards"),
+    "export": (_export, "a finished run's weights as model.safetensors + config.json + tokenizer"),
 }
 
 

@@ -554,6 +554,7 @@ def design(runs: pd.DataFrame, stats: pd.DataFrame, options: dict) -> dict:
         if runs["train_time_s"].notna().any()
         else ABSENT,
         "pooled": sorted(runs.loc[runs["pooled"].astype(bool), "condition"].unique()),
+        "provenance": arm_provenance(runs),
         "environment": {c: ", ".join(sorted(map(str, runs[c].dropna().unique()))) for c in known},
         "pairing": pairing(stats, options["design"], rule, (runs["source"] == "command").any()),
         "rule": rule_words(rule, baseline),
@@ -564,6 +565,35 @@ def design(runs: pd.DataFrame, stats: pd.DataFrame, options: dict) -> dict:
             "shards": options["data"]["shards"],
         },
     }
+
+
+# What the runs of one arm must share to be one sample: column -> its name in the warning.
+MIXED = {"git_commit": "speedlab commits", "git_dirty": "clean and dirty checkouts",
+         "torch": "torch versions", "cuda": "CUDA versions", "device": "devices"}  # fmt: skip
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text[:10] if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def arm_provenance(runs: pd.DataFrame) -> list[dict]:
+    """Per arm: its speedlab commit(s), and a warning for each provenance field its runs mix
+    (commits, dirty trees, torch or CUDA versions, devices), listing which run had which."""
+    out = []
+    for condition, arm in runs.groupby("condition", sort=True):
+        commits = sorted(map(_short, arm["git_commit"].dropna().unique()))
+        dirty = bool(arm["git_dirty"].fillna(False).astype(bool).any())
+        mixed = []
+        for column, words in MIXED.items():
+            values = arm[column].dropna()
+            if values.nunique() > 1:
+                by_run = "; ".join(f"seed {r.seed}: {_short(getattr(r, column))}"
+                                   for r in arm.loc[values.index].itertuples())  # fmt: skip
+                mixed.append(f"{words} ({by_run})")
+        out.append({"condition": condition, "commits": ", ".join(commits) or "not recorded",
+                    "dirty": dirty, "mixed": mixed})  # fmt: skip
+    return out
 
 
 # Sources of runs speedlab did not train itself, in words.

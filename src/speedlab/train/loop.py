@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.data.shards import SplitReader, load_split
 from speedlab.files import atomic_path, config_hash
-from speedlab.train import checkpoint, distributed, precision, quantize
+from speedlab.train import checkpoint, distributed, export, precision, quantize
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
@@ -541,6 +541,7 @@ def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict
     }
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save(ckpt, tmp)
+    export_weights(run, out_dir, inputs["train"])
     _write_json(out_dir / "summary.json", summary)
     _write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
     return summary
@@ -563,6 +564,19 @@ def score_roundtrip(run: Run, p: Progress, out_dir: Path) -> None:
         run.say(quantize.describe(result))
         if run.ckpt_path:
             run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
+
+
+def export_weights(run: Run, out_dir: Path, train_manifest) -> None:
+    """model.safetensors and config.json for other tools (speedlab.train.export). A bare GPU
+    image without safetensors gets a warning instead: `speedlab export` writes them later."""
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        run.say("warning: safetensors is not installed: no model.safetensors (pip install "
+                "safetensors; `speedlab export RUN_DIR OUT` writes it from model.pt)")  # fmt: skip
+        return
+    config = export.weights_config(run.cfg, run.vocab_size, export.tokenizer_of(train_manifest))
+    export.write_weights(run.model, config, out_dir)
 
 
 def _summary(run: Run, p: Progress, meta: dict) -> dict:
