@@ -49,7 +49,15 @@ def test_runs_and_curves_carry_what_the_run_wrote(run_dir, baseline):
     assert row["is_baseline"] == (baseline == "layerwise")
     assert row["study"] == "quickstart" and row["condition"] == "layerwise" and row["seed"] == 0
     assert row["source"] == "speedlab" and row["world_size"] == 1 and row["gpu_hours"] == 0.0
-    for name in ("steps", "tokens", "train_time_s", "val_bpb", "config_hash", "n_params"):
+    for name in (
+        "steps",
+        "tokens",
+        "train_time_s",
+        "val_bpb",
+        "config_hash",
+        "n_params",
+        "model_flops",
+    ):
         assert row[name] == summary[name], name
     for name in ("q_val_bpb", "q_val_loss", "compressed_bytes", "artifact_bytes"):
         assert row[name] == rt[name], name

@@ -45,6 +45,7 @@ COLUMNS = {
     "artifact_bytes": ("Int64", "compressed model + code bytes"),
     "diverged": ("bool", "training stopped on a NaN/inf loss"),
     "mfu": ("float64", "model FLOPs utilisation (GPU runs)"),
+    "model_flops": ("float64", "training FLOPs: flops_per_token (6N + attention) x tokens"),
     "peak_memory_mb": ("float64", "peak GPU memory (MiB), or peak RSS on a CPU"),
     "device": ("string", "GPU name or cpu"),
     "host": ("string", "host name"),

@@ -597,6 +597,7 @@ def _summary(run: Run, p: Progress, meta: dict) -> dict:
         "val_bpb": p.last_val["val_bpb"],
         "diverged": p.diverged,
         "model_flops_per_token": fpt,
+        "model_flops": fpt * tokens,
         "mfu": mfu(fpt * tokens / p.train_time, device, tcfg["peak_tflops"])
         if p.train_time > 0
         else None,
