@@ -355,10 +355,7 @@ def decision_rule(study):
 def imported_runs(study):
     """One item per imported (condition, seed) (speedlab.analysis.imports), checked once."""
     spec = config["studies"][study]
-    items = import_runs(study, spec, trained_runs(spec))
-    for item in items:
-        item["index"] = int(item["where"].rsplit(".", 1)[-1])
-    return items
+    return import_runs(study, spec, trained_runs(spec))
 
 
 def import_pair(study, item):
@@ -411,12 +408,11 @@ def import_log_args(wildcards):
 def import_settings(wildcards):
     """Per imported runs.parquet: the metrics its entry maps, and whether it may pool."""
     study = wildcards.study
-    settings = {}
-    for item in (i for i in imported_runs(study) if "log" in i):
-        runs = import_pair(study, item)[0]
-        entry = config["studies"][study]["imports"][item["index"]]
-        settings[runs] = {"metrics": entry.get("metrics", {}), "pool": entry["pool"]}
-    return settings
+    return {
+        import_pair(study, item)[0]: {"metrics": item["metrics"], "pool": item["pool"]}
+        for item in imported_runs(study)
+        if "log" in item
+    }
 
 
 def varies_momentum(wildcards):

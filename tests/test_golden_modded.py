@@ -20,7 +20,7 @@ import statistics
 import golden_modded
 import golden_pg
 import pytest
-from test_golden_pg import same_cpu_family
+from test_golden_pg import tolerance, train_loss_diffs
 
 TOL = 1e-6
 # Another CPU family rounds the bf16 Newton-Schulz and matmuls differently (golden_pg's recipe,
@@ -91,10 +91,7 @@ def test_speedlab_matches_the_record_step_for_step(tmp_path, golden):
     got = train_speedlab(tmp_path)
     steps = len(golden["train_loss"])
     assert sorted(got["train_loss"]) == list(range(1, steps + 1)), "a train_loss row per step"
-    diffs = {
-        f"train_loss step {s}": abs(got["train_loss"][s] - ref)
-        for s, ref in enumerate(golden["train_loss"], start=1)
-    }
+    diffs = train_loss_diffs(got, golden)
     for v in golden["val"]:
         f64_mean = statistics.fmean(v["batch_losses"])
         diffs[f"val_loss step {v['step']}"] = abs(got["val_loss"][v["step"]] - f64_mean)
@@ -102,10 +99,7 @@ def test_speedlab_matches_the_record_step_for_step(tmp_path, golden):
     print(f"largest difference from the record: {worst}: {diffs[worst]:.3e}")
     fp32 = {v["step"]: abs(got["val_loss"][v["step"]] - v["val_loss"]) for v in golden["val"]}
     print(f"val_loss against the record's fp32 mean: largest {max(fp32.values()):.3e}")
-    tol = TOL if same_cpu_family(golden) else OTHER_CPU_TOL
-    if tol != TOL:
-        print(f"this CPU's vector units differ from the fixture's ({golden['provenance']['cpu']}):"
-              f" bf16 rounds differently, so the check is to {tol}, not {TOL}")  # fmt: skip
+    tol = tolerance(golden, TOL, OTHER_CPU_TOL)
     bad = {k: f"{d:.3e}" for k, d in diffs.items() if not d <= tol}
     assert not bad, f"{len(bad)} value(s) differ from the record by more than {tol}: {bad}"
     assert all(d <= max(tol, FP32_SUM_TOL) for d in fp32.values()), fp32

@@ -118,10 +118,7 @@ def test_speedlab_matches_train_gpt_step_for_step(tmp_path, golden):
     got = train_speedlab(tmp_path)
     steps = len(golden["train_loss"])
     assert sorted(got["train_loss"]) == list(range(1, steps + 1)), "a train_loss row per step"
-    diffs = {
-        f"train_loss step {s}": abs(got["train_loss"][s] - ref)
-        for s, ref in enumerate(golden["train_loss"], start=1)
-    }
+    diffs = train_loss_diffs(got, golden)
     diffs["final val_loss"] = abs(got["final_val_loss"] - golden["final_val_loss"])
     diffs["roundtrip val_loss"] = abs(got["roundtrip_val_loss"] - golden["roundtrip_val_loss"])
     worst = max(diffs, key=diffs.get)
@@ -129,12 +126,26 @@ def test_speedlab_matches_train_gpt_step_for_step(tmp_path, golden):
     for v in golden["val"]:  # reported, not asserted: the final one is
         d = abs(got["val_loss"].get(v["step"], math.nan) - v["val_loss"])
         print(f"val_loss step {v['step']}: difference {d:.3e}")
-    tol = TOL if same_cpu_family(golden) else OTHER_CPU_TOL
-    if tol != TOL:
-        print(f"this CPU's vector units differ from the fixture's ({golden['provenance']['cpu']}):"
-              f" bf16 rounds differently, so the check is to {tol}, not {TOL}")  # fmt: skip
+    tol = tolerance(golden, TOL, OTHER_CPU_TOL)
     bad = {k: f"{d:.3e}" for k, d in diffs.items() if not d <= tol}
     assert not bad, f"{len(bad)} value(s) differ from train_gpt.py by more than {tol}: {bad}"
+
+
+def train_loss_diffs(got: dict, golden: dict) -> dict[str, float]:
+    """|speedlab - reference| of every step's train loss, by step."""
+    return {
+        f"train_loss step {s}": abs(got["train_loss"][s] - ref)
+        for s, ref in enumerate(golden["train_loss"], start=1)
+    }
+
+
+def tolerance(golden: dict, same: float, other: float) -> float:
+    """`same` on the fixture's CPU family, else `other` (said in the test's output)."""
+    if same_cpu_family(golden):
+        return same
+    print(f"this CPU's vector units differ from the fixture's ({golden['provenance']['cpu']}):"
+          f" bf16 rounds differently, so the check is to {other}, not {same}")  # fmt: skip
+    return other
 
 
 # On another CPU family the same bf16 program rounds differently. Against the avx512_fp16 Xeon's

@@ -20,6 +20,7 @@ the condition, the numbers and the keys to change. CPU-only configs never load t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import difflib
@@ -395,7 +396,7 @@ def _check_names(where: str, names, allowed) -> None:
 
 
 def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
-    _check_runs(config, name, study)
+    _check_runs(name, study)
     try:
         conditions = study_conditions(study)
     except (ValueError, OSError) as e:
@@ -456,10 +457,7 @@ def planned_seeds(study: dict, imported: list[dict] = ()) -> int:
     of imports: as many as its most-seeded arm brings (imported: analysis.imports' items)."""
     listed = [len(condition_seeds(study, c)) for c in study["conditions"]]
     if not listed:
-        counts: dict[str, int] = {}
-        for item in imported:
-            counts[item["condition"]] = counts.get(item["condition"], 0) + 1
-        listed = list(counts.values())
+        listed = list(collections.Counter(item["condition"] for item in imported).values())
     return study["planned_seeds"] or max(listed, default=0)
 
 
@@ -476,7 +474,7 @@ def trained_runs(study: dict) -> list[tuple[str, int]]:
     return [(c, s) for c in study["conditions"] for s in condition_seeds(study, c)]
 
 
-def _check_runs(config: dict, name: str, study: dict) -> None:
+def _check_runs(name: str, study: dict) -> None:
     """Trained conditions need seeds; a study needs runs; imports must not repeat a run."""
     from speedlab.analysis.imports import ImportsError, import_runs
 

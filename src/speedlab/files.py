@@ -36,3 +36,9 @@ def config_hash(cfg: dict) -> str:
     """16 hex digits of the sha256 of the config as canonical JSON (sorted keys)."""
     canonical = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def write_json(path: str | Path, obj: dict, sort_keys: bool = False) -> None:
+    """obj as indented JSON at path, written atomically (atomic_path)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")

@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-from speedlab.files import atomic_path, config_hash
+from speedlab.files import atomic_path, config_hash, write_json
 
 # What the templates may name, besides the condition's `params` keys.
 TEMPLATE_VARS = {
@@ -257,6 +257,11 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and value == value
 
 
+def number(value):
+    """The value, or None for what the log does not state (JSON has no NaN)."""
+    return value if is_number(value) else None
+
+
 def curve_records(log, batch_tokens) -> list[dict]:
     """metrics.jsonl: one record per logged step, with every metric logged at it."""
     rows: dict[int, dict] = {}
@@ -269,7 +274,6 @@ def curve_records(log, batch_tokens) -> list[dict]:
 
 def summary(cfg: dict, log, values: dict, meta: dict, seed: int) -> dict:
     batch = log.config.get("train.batch_tokens")
-    number = lambda v: v if is_number(v) else None  # noqa: E731 - JSON has no NaN
     return {
         **meta, "seed": seed, "source": "command", "config_hash": config_hash(cfg),
         "log_format": log.source, "n_params": number(log.n_params), "steps": log.steps,
@@ -284,7 +288,6 @@ def summary(cfg: dict, log, values: dict, meta: dict, seed: int) -> dict:
 
 def roundtrip(log, values: dict) -> dict:
     """The score after the script's own export, and its sizes, as the log prints them."""
-    number = lambda v: v if is_number(v) else None  # noqa: E731
     return {
         "q_val_loss": number(values["q_val_loss"]), "q_val_bpb": number(values["q_val_bpb"]),
         "payload_bytes": number(log.payload_bytes),
@@ -336,21 +339,18 @@ def provenance(cfg: dict, log, meta: dict, run: dict) -> dict:
     }  # fmt: skip
 
 
-def write_json(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def write_outputs(out_dir: Path, cfg: dict, log, values: dict, meta: dict, run: dict) -> None:
     with atomic_path(out_dir / "metrics.jsonl") as tmp:
         rows = curve_records(log, log.config.get("train.batch_tokens"))
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write_json(out_dir / "roundtrip.json", roundtrip(log, values))
-    write_json(out_dir / "provenance.json", provenance(cfg, log, meta, run))
+    write_json(out_dir / "roundtrip.json", roundtrip(log, values), sort_keys=True)
+    write_json(out_dir / "provenance.json", provenance(cfg, log, meta, run), sort_keys=True)
     with atomic_path(out_dir / "train.log") as tmp:
         tmp.write_bytes(Path(run["log"]).read_bytes())
     row = summary(cfg, log, values, meta, run["seed"])
-    write_json(out_dir / "summary.json", {**row, "log_path": str(out_dir / "train.log")})
+    write_json(
+        out_dir / "summary.json", {**row, "log_path": str(out_dir / "train.log")}, sort_keys=True
+    )
 
 
 def absolute(paths: dict) -> dict:

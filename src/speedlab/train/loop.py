@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.data.shards import SplitReader, load_split
-from speedlab.files import atomic_path, config_hash
+from speedlab.files import atomic_path, config_hash, write_json
 from speedlab.train import checkpoint, distributed, export, precision, quantize
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
@@ -97,11 +97,6 @@ def micro_batches(batch_seqs: int, micro_batch_seqs: int | None, world: int):
 
 def _fmt_eta(seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(max(seconds, 0)))
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 @dataclass
@@ -542,8 +537,8 @@ def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save(ckpt, tmp)
     export_weights(run, out_dir, inputs["train"])
-    _write_json(out_dir / "summary.json", summary)
-    _write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
+    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
     return summary
 
 
@@ -560,7 +555,7 @@ def score_roundtrip(run: Run, p: Progress, out_dir: Path) -> None:
     if run.world.main:
         result = quantize.result(packed, blob, raw_bytes, q, p.last_val)
         result["eval_time_s"] = time.perf_counter() - t0
-        _write_json(out_dir / "roundtrip.json", result)
+        write_json(out_dir / "roundtrip.json", result)
         run.say(quantize.describe(result))
         if run.ckpt_path:
             run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
