@@ -75,3 +75,11 @@ def test_every_model_kind_round_trips(tmp_path):
         loaded, _ = export.load(tmp_path / kind)
         want, got = model.state_dict(), loaded.state_dict()
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_missing_tokenizer_file_is_refused_naming_it(tmp_path, finished):
+    with pytest.raises(SystemExit, match=r"--tokenizer .*nowhere.model: no such file"):
+        export.main(
+            [str(finished), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "nowhere.model")]
+        )
+    assert not (tmp_path / "out" / "model.safetensors").exists()
