@@ -697,6 +697,7 @@ def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict
     where = f"studies.{study}.conditions.{condition}"
     _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)
     _check_layers(resolved, where)
+    _set_horizon(config, resolved, where)
     if is_command(resolved):
         from speedlab.train.external import check_templates
 
@@ -705,6 +706,28 @@ def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict
         except ValueError as e:
             raise ConfigError(f"invalid configuration:\n  {where}.{e}") from None
     return resolved
+
+
+def _set_horizon(config: dict, resolved: dict, where: str) -> None:
+    """train.target_flops or train.tokens_per_param, when set, replace train.steps (from the
+    model's parameters and FLOPs per token, speedlab.train.flops), so that the trainer, the
+    plan and the runtimes all see the steps; refused for a command trainer, whose model
+    speedlab's keys do not describe."""
+    t = resolved["train"]
+    keys = [k for k in ("target_flops", "tokens_per_param") if t[k] is not None]
+    if not keys:
+        return
+    if is_command(resolved):
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.train.{keys[0]}: sizes speedlab's own model; "
+            "a command trainer's model is its script's: pass the script its own horizon"
+        )
+    from speedlab.train.flops import horizon_steps
+
+    try:
+        t["steps"] = horizon_steps(resolved, tokenizer_vocab(config))
+    except ValueError as e:
+        raise ConfigError(f"invalid configuration:\n  {where}.{e}") from None
 
 
 def is_command(resolved: dict) -> bool:
