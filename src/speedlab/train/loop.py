@@ -32,6 +32,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.data.shards import SplitReader, load_split
 from speedlab.files import atomic_path, config_hash, write_json
-from speedlab.train import checkpoint, distributed, export, precision, quantize
+from speedlab.train import checkpoint, distributed, export, precision, quantize, tracking
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
@@ -121,6 +122,7 @@ class Run:
     stop: StopFlag
     compiled: bool = False
     graphs_after_warmup: int | None = None  # dynamo's graph count once warm
+    start_tracker: Callable = tracking.starter(None, {}, 0, {})  # train() sets it (--tracking)
 
     @property
     def tokens_per_step(self) -> int:
@@ -182,6 +184,7 @@ class Metrics:
     def __init__(self, path: Path | None):
         self.rows: list[dict] = []
         self.file = None
+        self.tracker = tracking.OFF  # rank 0's tracker, started by resume()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "w")  # noqa: SIM115 - written through the loop
@@ -191,6 +194,7 @@ class Metrics:
         if self.file:
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
+        self.tracker.log_row(row)
 
     def close(self) -> None:
         if self.file:
@@ -206,14 +210,17 @@ def train(
     out_dir: Path,
     meta: dict,
     checkpoint_dir: Path | None = None,
+    track: dict | None = None,
 ) -> dict:
     """Train one (config, seed) and write its outputs; returns the summary (on rank 0, else {}).
 
     A signal (SIGTERM, SIGUSR1, SIGINT) checkpoints and exits with PREEMPTED_EXIT; the next call
-    with the same checkpoint_dir resumes there and ends with the same numbers.
+    with the same checkpoint_dir resumes there and ends with the same numbers. `track`: the
+    tracking settings (speedlab.train.tracking), None for none.
     """
     out_dir = Path(out_dir)
     run = set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkpoint_dir)
+    run.start_tracker = tracking.starter(track, meta, seed, cfg)
     summary = {}
     try:
         warm_up(run)
@@ -225,6 +232,7 @@ def train(
         score_roundtrip(run, progress, out_dir)
     finally:
         run.stop.restore()
+        run.log.tracker.finish(exit_code=1)  # only if it was left unfinished (an error)
     run.world.barrier()  # the others wait for them, then all leave together (a gloo peer
     distributed.teardown(run.world)  # exiting early can abort the other)
     return summary
@@ -342,6 +350,9 @@ def compiled_graphs() -> int:
 def resume(run: Run) -> Progress:
     """Progress from this run's checkpoint if there is one, else step 0 (validated)."""
     state = checkpoint.load(run.ckpt_path, run.identity)
+    if run.world.main:  # a new tracker run, or the checkpoint's, continued after its step
+        resumed = (state.get("tracker_id"), state["step"]) if state else (None, None)
+        run.log.tracker = run.start_tracker(*resumed)
     if state is None:
         return Progress(last_val=validate(run, 0, 0.0))
     run.model.load_state_dict(state["model"])
@@ -511,6 +522,7 @@ def save_checkpoint(run: Run, p: Progress) -> None:
             "optimizers": states,
             "rng": checkpoint.rng_state(run.world.device),
             "data_rng": run.batches.state(),
+            "tracker_id": run.log.tracker.run_id,  # the resumed run continues this tracker run
         }
         checkpoint.save(run.ckpt_path, state)
     run.world.barrier()
@@ -520,6 +532,7 @@ def preempted(run: Run, step: int) -> None:
     """Leave after a signal, with the exit status a job killed by SIGTERM reports."""
     done = "checkpoint saved" if run.ckpt_path else "nothing saved (no --checkpoint-dir)"
     run.say(f"{signal.Signals(run.stop.signal).name}: {done} at step {step}; exiting")
+    run.log.tracker.finish(exit_code=checkpoint.PREEMPTED_EXIT)
     distributed.teardown(run.world)
     raise SystemExit(checkpoint.PREEMPTED_EXIT)
 
@@ -538,6 +551,7 @@ def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict
         torch.save(ckpt, tmp)
     export_weights(run, out_dir, inputs["train"])
     write_json(out_dir / "summary.json", summary)
+    run.log.tracker.log_summary(summary)
     write_json(out_dir / "provenance.json", _provenance(run, p, meta, inputs))
     return summary
 
@@ -557,6 +571,8 @@ def score_roundtrip(run: Run, p: Progress, out_dir: Path) -> None:
         result["eval_time_s"] = time.perf_counter() - t0
         write_json(out_dir / "roundtrip.json", result)
         run.say(quantize.describe(result))
+        run.log.tracker.log_summary(result)
+        run.log.tracker.finish()
         if run.ckpt_path:
             run.ckpt_path.unlink(missing_ok=True)  # the run is complete: model.pt supersedes it
 
@@ -665,7 +681,12 @@ def main(argv=None) -> None:
     p.add_argument("--study", default="")
     p.add_argument("--condition", default="")
     p.add_argument("--checkpoint-dir", type=Path, help="where to keep checkpoints (not an output)")
+    p.add_argument("--tracking", default="", help="tracking settings as JSON (default: none)")
     args = p.parse_args(argv)
+    try:
+        track = tracking.parse(args.tracking)
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(args.threads)
     meta = {"study": args.study, "condition": args.condition}
     s = train(
@@ -677,6 +698,7 @@ def main(argv=None) -> None:
         args.out_dir,
         meta,
         args.checkpoint_dir,
+        track,
     )
     if s:  # rank 0
         print(
