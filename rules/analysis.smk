@@ -283,3 +283,32 @@ rule fit_scaling:
     shell:
         "python -m speedlab.analysis.scaling --options {params.options:q} --runs {input.runs:q}"
         " --json-out {output.fit:q} --figure-out {output.figure:q} > {log:q} 2>&1"
+
+
+# Compute as an axis: each condition's compute multiplier against the baseline (bootstrap over
+# seeds) and the validation curves against training FLOPs.
+rule compare_compute:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        curves="results/studies/{study}/curves.parquet",
+        code=module_code("compute"),
+    output:
+        table="results/studies/{study}/compute.csv",
+        figure=report(
+            "results/studies/{study}/figures/metric_vs_flops.png",
+            category="{study}",
+            subcategory=FIGURES["metric_vs_flops"].subcategory,
+            labels={"figure": FIGURES["metric_vs_flops"].label},
+        ),
+        pdf="results/studies/{study}/figures/metric_vs_flops.pdf",
+    log:
+        "logs/compare_compute/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=compute_options,
+    shell:
+        "python -m speedlab.analysis.compute --options {params.options:q}"
+        " --runs {input.runs:q} --curves {input.curves:q} --table-out {output.table:q}"
+        " --figure-out {output.figure:q} > {log:q} 2>&1"

@@ -639,6 +639,27 @@ def study_figures(wildcards):
         sequential=bool(study["adaptive"]),
         rule_steps=has_rule_steps(wildcards),
         columns=table_columns(wildcards.study),
+        compute=has_compute(wildcards),
+    )
+
+
+def has_compute(wildcards):
+    """Compute multipliers and the metric against FLOPs: when speedlab trains the baseline
+    (its runs know their FLOPs; a command trainer's model is its own)."""
+    study = study_of(wildcards)
+    baseline = study["baseline"]
+    return baseline in study["conditions"] and not is_command(
+        resolved(wildcards.study, baseline)
+    )
+
+
+def compute_options(wildcards):
+    study = study_of(wildcards)
+    metric = curve_metric(study)
+    return options(
+        metric=metric if metric in ("val_bpb", "val_loss") else "val_bpb",
+        baseline=study["baseline"],
+        conditions=study_conditions(study),
     )
 
 
@@ -666,6 +687,7 @@ def report_inputs(wildcards):
         "scaling": f"{base}/scaling.json" if sweep and sweep["fit"] else None,
         "sequential": sequential_doc(wildcards),
         "rule_steps": f"{base}/rule_steps.csv" if has_rule_steps(wildcards) else None,
+        "compute": f"{base}/compute.csv" if has_compute(wildcards) else None,
         "source_json": None if PRETOKENIZED else f"results/data/{CORPUS}/source.json",
         "figures": [f"{base}/figures/{name}.png" for name in study_figures(wildcards)],
     }
@@ -683,6 +705,7 @@ def report_options(wildcards):
         "scaling",
         "sequential",
         "rule_steps",
+        "compute",
     )
     files = {**dict.fromkeys(optional), **report_inputs(wildcards)}
     figures = zip(study_figures(wildcards), files.pop("figures"), strict=True)

@@ -201,3 +201,16 @@ def test_conditions_without_flops_get_a_reason():
     runs, curves = study_tables(missing_flops="better")
     table = compute.compute_table(compute.flops_curves(runs, curves, "val_bpb"), options)
     assert table.iloc[0]["note"].startswith("no curve with FLOPs")
+
+
+def test_the_reports_section_reads_compute_csv(tmp_path):
+    from speedlab.analysis.report import compute_section
+
+    rows = [dict(condition="better", multiplier=2.868, lo=2.5, hi=np.inf, n_seeds=3, flops=1e14,
+                 loss=1.2, note="")]  # fmt: skip
+    pd.DataFrame(rows, columns=compute.COLUMNS).to_csv(tmp_path / "compute.csv", index=False)
+    (row,) = compute_section(str(tmp_path / "compute.csv"))["rows"]
+    assert row == {"condition": "`better`", "multiplier": "2.868", "interval": "[2.500, ∞)",
+                   "seeds": "3", "FLOPs": "1e+14", "note": ""}  # fmt: skip
+    pd.DataFrame(columns=compute.COLUMNS).to_csv(tmp_path / "none.csv", index=False)
+    assert compute_section(str(tmp_path / "none.csv")) is None

@@ -326,6 +326,7 @@ def make_study(d, runs, metrics="q_val_bpb", conditions=("uniform", "layerwise")
         "scaling": None,
         "sequential": None,
         "rule_steps": None,
+        "compute": None,
         "figures": [{"title": "Final", "path": str(d / "figures/final.png")}],
         **options,
     }

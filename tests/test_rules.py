@@ -41,6 +41,7 @@ def test_every_study_metric_has_its_final_figure():
         "scaling",
         "sequential",
         "rule_over_steps",
+        "metric_vs_flops",
     }  # drawn by their own rules
 
 
@@ -132,6 +133,7 @@ def test_the_report_reads_every_file_its_options_name(sweep_workdir):
         "Final val_bpb per condition",
         "val_bpb per seed: matched seeds and their differences from the baseline",
         "Validation bpb vs training time",
+        "Validation metric vs training FLOPs",
         "Train loss vs step",
         "Quantization cost per run",
         "Training time per condition",
@@ -145,7 +147,9 @@ def test_the_report_reads_every_file_its_options_name(sweep_workdir):
     assert wd["sweep_tests"] == "results/studies/wd/sweep_tests.csv"
     assert wd["sequential"] is None and wd["design"] == "auto"
     assert wd["decision"]["rule"] == "difference" and wd["data"]["shards"]
+    assert wd["compute"] == "results/studies/wd/compute.csv"
     files = [wd["runs"], wd["stats"], wd["sweep"], wd["sweep_tests"], wd["scaling"]]
+    files.append(wd["compute"])
     for path in files + [f["path"] for f in wd["figures"]]:
         assert path in wd_inputs.split(", "), path
     assert "src/speedlab/analysis/templates/report.md.j2" in wd_inputs
@@ -179,6 +183,8 @@ def test_one_plot_rule_draws_each_figure_from_its_table(sweep_workdir):
     }
     (fit,) = jobs["fit_scaling"]
     assert option(fit[0])["expect"] == -2 and option(fit[0])["group"] == "model.d_model"
+    (comp,) = jobs["compare_compute"]
+    assert option(comp[0])["metric"] == "val_bpb" and option(comp[0])["baseline"] == "w1_d64"
     stats = option(jobs["compute_stats"][0][0])
     assert stats["metrics"] == ["val_bpb", "train_time_s"] and stats["planned_seeds"] == 1
 

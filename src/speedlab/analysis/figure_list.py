@@ -20,7 +20,8 @@ class Figure:
     # What draws it: curves, final, paired, quant or momentum (the plot rule,
     # speedlab.analysis.figures); sweep and scaling come with the sweep table and the scaling fit,
     # sequential with the interim analysis (speedlab.analysis.sequential plot) and curve_rule
-    # with the rule over steps (speedlab.analysis.curves): their own rules.
+    # with the rule over steps (speedlab.analysis.curves) and compute with the compute
+    # multipliers (speedlab.analysis.compute): their own rules.
     kind: str
     table: str = "runs"  # what the plot rule reads: results/studies/<study>/<table>.parquet
     metric: str | None = None
@@ -80,6 +81,9 @@ FIGURES = {
     "rule_over_steps": Figure(
         "Decision rule over training steps", "Decision", "rule over steps", "curve_rule", "curves"
     ),
+    "metric_vs_flops": Figure(
+        "Validation metric vs training FLOPs", "Training curves", "vs FLOPs", "compute", "curves"
+    ),
 }
 # The figures the plot rule draws.
 PLOTTED = {name: f for name, f in FIGURES.items() if f.kind in PLOT_KINDS}
@@ -94,13 +98,15 @@ def report_figures(
     sequential: bool = False,
     rule_steps: bool = False,
     columns: set[str] | None = None,
+    compute: bool = False,
 ) -> list[str]:
     """The report's figures in display order: curves, the study metric, its per-seed
     differences (when there is something to pair), the sequential boundaries and the rule over
     steps (when the study's design and rule have them), time and quantization; then the
     momentum design (when the conditions differ in it), the sweep and the scaling fit (when the
     study declares them). columns: for a study made only of published tables (no curves),
-    the columns they have: only the figures those columns can draw."""
+    the columns they have: only the figures those columns can draw. compute: the metric
+    against training FLOPs, after the curves against time (when the runs know their FLOPs)."""
     decision = (
         (f"paired_{metric}", paired),
         ("sequential", sequential),
@@ -111,6 +117,7 @@ def report_figures(
         f"final_{metric}",
         *(name for name, shown in decision if shown),
         "val_bpb_vs_time_s",
+        *(["metric_vs_flops"] if compute else []),
         "train_loss_vs_step",
         "quantization_cost",
         "final_train_time_s",

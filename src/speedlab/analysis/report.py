@@ -2,7 +2,8 @@
 
 `report_data` reads runs.parquet, stats.csv and, when the study has them, the sweep tables
 (sweep.csv, sweep_tests.csv, confirm.csv), the scaling fit, the sequential design's final
-analysis (sequential.json) and the decision rule over steps (rule_steps.csv), and returns one
+analysis (sequential.json), the decision rule over steps (rule_steps.csv) and the compute
+multipliers (compute.csv), and returns one
 plain dict: every number already formatted, every choice of sentence made as data.
 templates/report.md.j2 lays it out. The primary metric's numbers come from stats.csv, so the
 note and the CSV cannot disagree: each verdict is the one of the design's primary test, named,
@@ -70,6 +71,7 @@ OPTIONS = {
     "scaling": (str, type(None)),
     "sequential": (str, type(None)),
     "rule_steps": (str, type(None)),
+    "compute": (str, type(None)),  # compute.csv (speedlab.analysis.compute)
     "figures": (list,),
 }
 # The keys of the nested options: key -> (JSON types, required).
@@ -1306,6 +1308,27 @@ def rule_steps_section(path: str) -> dict:
     return {"metric": _unique(table["metric"]) if "metric" in table else None, "rows": rows}
 
 
+COMPUTE_READ = ["condition", "multiplier", "lo", "hi", "n_seeds", "flops", "note"]
+
+
+def compute_section(path: str) -> dict | None:
+    """Each condition's compute multiplier against the baseline, with its bootstrap interval
+    (speedlab.analysis.compute); None when the study has no condition besides the baseline."""
+    table = _read_table(path, "compute multiplier table", COMPUTE_READ)
+    rows = [
+        {
+            "condition": f"`{r.condition}`",
+            "multiplier": fmt(r.multiplier, 3),
+            "interval": fmt_ci(r.lo, r.hi, 3),
+            "seeds": f"{int(r.n_seeds)}",
+            "FLOPs": "–" if _missing(r.flops) else f"{float(r.flops):.3g}",
+            "note": "" if _missing(r.note) else str(r.note),
+        }
+        for r in table.itertuples()
+    ]
+    return {"rows": rows} if rows else None
+
+
 # --- the rest of the note --------------------------------------------------------------------
 
 
@@ -1411,6 +1434,7 @@ def report_data(options: dict, out_dir: Path) -> dict:
         "rule_steps": None
         if options["rule_steps"] is None
         else rule_steps_section(options["rule_steps"]),
+        "compute": None if options["compute"] is None else compute_section(options["compute"]),
         "figures": figure_links(options["figures"], out_dir),
         "excluded": excluded(runs, list(stats["condition"]), metric, planned),
     }
