@@ -46,6 +46,7 @@ from speedlab.analysis.decision import resolve_rule
 from speedlab.analysis.sequential import next_runs, seeds_at_look
 from speedlab.analysis.imports import import_runs, table_rows
 from speedlab.data.documents import corpus_params, local_files
+from speedlab.data.hellaswag_format import prepared_path
 from speedlab.train.external import needs_data, source_dir_name
 
 try:
@@ -123,6 +124,12 @@ def run_config_json(wildcards):
 def resolved(study, condition):
     """run_config once per condition: input functions ask for it for every job of a big DAG."""
     return run_config(config, study, condition)
+
+
+def hellaswag_input(wildcards):
+    """The HellaSwag examples a run scores at its end (eval.hellaswag), or none when it is off."""
+    spec = resolved(wildcards.study, wildcards.condition)["eval"]["hellaswag"]
+    return {"hellaswag": prepared_path(spec["examples"])} if spec else {}
 
 
 @functools.cache

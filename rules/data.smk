@@ -30,3 +30,19 @@ rule fetch_pretokenized:
         "python -m speedlab.data.pretokenized --preset {wildcards.preset}"
         " --train-shards {params.train_shards} --revision {params.revision}"
         " --out-dir $(dirname {output.train:q}) > {log:q} 2>&1"
+
+
+# eval.hellaswag: the first N validation examples, from the hub (speedlab.data.hellaswag).
+rule prepare_hellaswag:
+    output:
+        examples="results/data/hellaswag/val_{examples}.jsonl",
+    log:
+        "logs/prepare_hellaswag/{examples}.log",
+    wildcard_constraints:
+        examples=r"[1-9]\d*",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m speedlab.data.hellaswag --examples {wildcards.examples}"
+        " --out {output.examples:q} > {log:q} 2>&1"

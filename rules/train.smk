@@ -1,5 +1,6 @@
 rule train_run:
     input:
+        unpack(hellaswag_input),
         train=f"{SHARDS}/fineweb_train.json",
         val=f"{SHARDS}/fineweb_val.json",
         token_bytes=f"{SHARDS}/token_bytes.npy",

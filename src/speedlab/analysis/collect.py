@@ -62,6 +62,10 @@ COLUMNS = {
     "steps_to_target": ("float64", "step the validation curve first reaches curve_target"),
     "time_to_target": ("float64", "training time (s) at which it does"),
     "target_censored": ("bool", "never reached the target: the two hold the run's last point"),
+    "hellaswag_acc": ("float64", "HellaSwag accuracy, completion-style (eval.hellaswag)"),
+    "hellaswag_lo": ("float64", "its 95% Wilson interval's lower end"),
+    "hellaswag_hi": ("float64", "its 95% Wilson interval's upper end"),
+    "hellaswag_n": ("Int64", "HellaSwag examples scored"),
 }
 
 CURVE_METRICS = ("train_loss", "val_loss", "val_bpb")

@@ -23,10 +23,12 @@ import httpx2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from huggingface_hub import HfApi, HfFileSystem, constants, get_session
+from huggingface_hub import HfApi, HfFileSystem, constants, get_session, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -292,3 +294,42 @@ def iter_hub_texts(
             failures += 1
             _retry_or_raise(err, failures, retries, endpoint, repo, files[index])
             time.sleep(backoff * 2 ** (failures - 1))
+
+
+def download_file(repo: str, path: str, revision: str = "main") -> Path:
+    """One whole file of dataset `repo` at the commit `revision` points to now, downloaded by
+    hf_hub_download into the Hugging Face cache (for small files, such as an eval set).
+
+    Without an answering hub (offline mode included) the copy an earlier download left in the
+    cache is used; with none there, HubUnreachable names the file. A missing repo, revision or
+    file is a FileNotFoundError naming it.
+    """
+    endpoint = hub_endpoint()
+    try:  # one quick request: hf_hub_download itself retries an unreachable hub for ~20 s
+        _resolve_commit(endpoint, repo, revision)
+    except (HubUnreachable, OfflineModeIsEnabled) as err:
+        try:
+            local = hf_hub_download(
+                repo, path, repo_type="dataset", revision=revision, local_files_only=True
+            )
+        except LocalEntryNotFoundError:
+            raise HubUnreachable(
+                f"cannot reach the Hugging Face hub at {endpoint} to download {path} of dataset "
+                f"{repo}, and no earlier download of it is in the Hugging Face cache "
+                f"({err.__cause__ or err}). Run once with network access (or set HF_ENDPOINT to "
+                "a hub mirror) to fetch it."
+            ) from err
+        return Path(local)
+    try:
+        # By the revision's name, so the cache maps it to the commit (for a later offline read).
+        local = hf_hub_download(
+            repo, path, repo_type="dataset", revision=revision, endpoint=endpoint
+        )
+    except LocalEntryNotFoundError as err:  # the hub stopped answering mid-way
+        message = f"downloading {path} of dataset {repo} from {endpoint}: {err}"
+        raise HubUnreachable(message) from err
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise FileNotFoundError(
+            f"dataset {repo!r}@{revision} on {endpoint} has no file {path} ({err})"
+        ) from err
+    return Path(local)

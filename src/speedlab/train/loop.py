@@ -43,7 +43,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.data.shards import SplitReader, load_split
 from speedlab.files import atomic_path, config_hash, write_json
-from speedlab.train import checkpoint, distributed, export, precision, quantize, tracking
+from speedlab.train import (
+    checkpoint,
+    distributed,
+    export,
+    hellaswag_eval,
+    precision,
+    quantize,
+    tracking,
+)
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
 from speedlab.train.models import build_model
@@ -541,6 +549,7 @@ def write_outputs(run: Run, p: Progress, meta: dict, out_dir: Path, inputs: dict
     """metrics.jsonl closed, then model.pt, summary.json, provenance.json; the checkpoint goes."""
     run.log.close()
     summary = _summary(run, p, meta)
+    summary.update(hellaswag_eval.maybe_score(run.model, run.cfg, inputs["train"]))
     ckpt = {
         "model": run.model.state_dict(),
         "config": run.cfg,
