@@ -214,3 +214,39 @@ def test_the_reports_section_reads_compute_csv(tmp_path):
                    "seeds": "3", "FLOPs": "1e+14", "note": ""}  # fmt: skip
     pd.DataFrame(columns=compute.COLUMNS).to_csv(tmp_path / "none.csv", index=False)
     assert compute_section(str(tmp_path / "none.csv")) is None
+
+
+# --- the scaling_ladder study ------------------------------------------------------------------
+
+
+def ladder(scale: str) -> dict:
+    from snakemake.utils import update_config
+
+    from speedlab.config import apply_command_line
+
+    config = copy.deepcopy(BASE)
+    update_config(config, yaml.safe_load((REPO / "config/studies/scaling_ladder.yaml").read_text()))
+    update_config(config, {"scale": scale})
+    config = validate(apply_command_line(config, {"scale": scale}))
+    return {c: run_config(config, "scaling_ladder", c) for c in ("d4", "d6", "d8")}
+
+
+@pytest.mark.parametrize(
+    "scale, shapes, steps",
+    [
+        # 3,412,488 / 11,020,434 / 25,708,576 parameters, 524,288 tokens per step
+        ("full", [(4, 256, 2), (6, 384, 3), (8, 512, 4)], [130, 420, 981]),
+        # 11,416 / 22,998 / 41,568 parameters, 4,096 tokens per step
+        ("smoke", [(4, 8, 2), (6, 12, 3), (8, 16, 4)], [56, 112, 203]),
+    ],
+)
+def test_the_scaling_ladder_trains_each_depth_for_20_tokens_per_parameter(
+    scale, shapes, steps, probe_here
+):
+    runs = ladder(scale)
+    for cfg, shape, n in zip(runs.values(), shapes, steps, strict=True):
+        m, t = cfg["model"], cfg["train"]
+        assert (m["n_layer"], m["d_model"], m["n_head"]) == shape and m["n_kv_head"] == m["n_head"]
+        assert t["tokens_per_param"] == 20 and t["steps"] == n
+        tokens = n * t["batch_seqs"] * t["seq_len"]
+        assert tokens / flops.n_params(m, 1024) == pytest.approx(20, rel=0.01)

@@ -44,11 +44,13 @@ def resolved(config, study):
 # Studies run by the users' own scripts (trainer.kind: command): no smoke scale (the script is
 # theirs), no memory plan (its memory is its own).
 EXTERNAL = ["lr_sweep_pg", "wd_scaling_nanochat", "my_fork"]
+# Studies with no published numbers to meet (tested in tests/test_compute.py).
+UNPUBLISHED = ["scaling_ladder"]
 
 
 def test_the_catalogue_is_complete():
     found = sorted(p.stem for p in (REPO / "config/studies").glob("*.yaml"))
-    assert found == sorted(CATALOGUE + EXTERNAL)
+    assert found == sorted(CATALOGUE + EXTERNAL + UNPUBLISHED)
 
 
 @pytest.mark.parametrize("name", EXTERNAL)
