@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -43,28 +41,32 @@ def run(shards, out, cfg, track, ckpt=None, seed=1):
 
 
 def metric_steps(path: Path) -> dict[str, list[int]]:
-    """metrics.jsonl: the steps at which each metric was logged."""
+    """metrics.jsonl: the steps at which each metric was logged (a step's training and
+    validation rows both carry tokens and time_s: once per step)."""
     out: dict[str, list[int]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)):
                 out.setdefault(key, []).append(row["step"])
-    return out
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def tb_steps(series: dict[str, list[tuple[int, float]]]) -> dict[str, list[int]]:
+    """The steps of each series, once each; the losses must not repeat a step at all."""
+    for tag in ("train_loss", "val_loss"):
+        steps = [s for s, _ in series[tag]]
+        assert len(steps) == len(set(steps)), (tag, steps)
+    return {k: sorted({s for s, _ in v}) for k, v in series.items()}
 
 
 def tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series of a TensorBoard run, as tensorboard itself reads it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0, "scalars": 0})
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     acc.Reload()
-    series = {}
-    for tag in acc.Tags()["tensors"]:
-        events = acc.Tensors(tag)
-        if events and events[0].tensor_proto.dtype == 1:  # DT_FLOAT: scalars (text is strings)
-            series[tag] = [(e.step, float(e.tensor_proto.float_val[0])) for e in events]
-    return series
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def tb_text(logdir: Path, tag: str) -> list[str]:
@@ -79,9 +81,8 @@ def test_tensorboard_holds_every_step_of_a_real_run(tmp_path, shards):
     track = {"backend": "tensorboard", "project": "p", "dir": str(tmp_path / "tracking")}
     run(shards, tmp_path / "run", smoke_cfg(), track)
     logdir = tmp_path / "tracking/p/trk/base/seed1"
-    series = tb_scalars(logdir)
     expected = metric_steps(tmp_path / "run/metrics.jsonl")
-    assert {k: [s for s, _ in v] for k, v in series.items()} == expected
+    assert tb_steps(tb_scalars(logdir)) == expected
     assert expected["train_loss"] == list(range(1, STEPS + 1))
     assert expected["val_bpb"] == [0, 10, 20]
     config = json.loads(tb_text(logdir, "config")[0].strip("`\n"))
@@ -89,3 +90,185 @@ def test_tensorboard_holds_every_step_of_a_real_run(tmp_path, shards):
     assert config["provenance"]["seed"] == 1 and "git_commit" in config["provenance"]
     summary = json.loads(tb_text(logdir, "summary")[-1].strip("`\n"))
     assert "q_val_bpb" in summary
+
+
+def wandb_runs(root: Path) -> list[list[dict]]:
+    """Each offline W&B run under root (oldest first) as its records, read by wandb's own
+    reader of .wandb transaction logs (`wandb leet inspect --json`)."""
+    runs = []
+    for run_dir in sorted((root / "wandb").glob("offline-run-*")):
+        out = subprocess.run(
+            [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)],
+            capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        runs.append([json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")])
+    return runs
+
+
+def wandb_history(records: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for r in records:
+        if r["type"] == "history":
+            step = int(r["history"]["step"].get("num", 0))
+            for key in r["history"]["item"]:
+                if not key.startswith("_"):
+                    out.setdefault(key, []).append(step)
+    return out
+
+
+def record(records: list[dict], kind: str) -> dict:
+    return next(r[kind] for r in records if r["type"] == kind)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the default: offline
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def test_wandb_offline_run_holds_the_history_of_every_step(tmp_path, shards, offline):
+    root = tmp_path / "tracking"
+    track = {"backend": "wandb", "project": "p", "group": "g1", "dir": str(root)}
+    summary = run(shards, tmp_path / "run", smoke_cfg(), track)
+    (records,) = wandb_runs(root)
+    assert wandb_history(records) == metric_steps(tmp_path / "run/metrics.jsonl")
+    info = record(records, "run")
+    assert (info["project"], info["run_group"], info["display_name"]) == ("p", "g1", "base/seed1")
+    config = info["config"]["update"]
+    assert config["config"]["train"]["steps"] == STEPS
+    assert config["provenance"]["config_hash"] == summary["config_hash"]
+    finals = {}
+    for r in records:
+        if r["type"] == "summary":
+            finals.update(r["summary"]["update"])
+    assert finals["val_bpb"] == summary["val_bpb"] and "q_val_bpb" in finals
+    assert record(records, "exit")["exit_code"] in (0, None)
+
+
+def stop_at_step(monkeypatch, step: int) -> None:
+    """SIGUSR1 (SLURM's warning) to this process when the row of `step` is written: the run
+    checkpoints at its next log point and exits."""
+    from speedlab.train import loop
+
+    record_row = loop.Metrics.record
+
+    def record_and_signal(self, **row):
+        record_row(self, **row)
+        if row["step"] == step and "train_loss" in row:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    monkeypatch.setattr(loop.Metrics, "record", record_and_signal)
+
+
+@pytest.mark.parametrize("backend", ["wandb", "tensorboard"])
+def test_a_resumed_run_continues_the_same_tracker_run(tmp_path, shards, offline, monkeypatch,
+                                                      backend):  # fmt: skip
+    root, ckpt, out = tmp_path / "tracking", tmp_path / "ckpt", tmp_path / "run"
+    track = {"backend": backend, "project": "p", "dir": str(root)}
+    cfg = smoke_cfg()
+    with monkeypatch.context() as m:
+        stop_at_step(m, 5)
+        with pytest.raises(SystemExit) as stopped:
+            run(shards, out, cfg, track, ckpt)
+    assert stopped.value.code == 143 and (ckpt / "checkpoint.pt").exists()
+    import torch
+
+    saved = torch.load(ckpt / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 10 and saved["tracker_id"]
+    run(shards, out, cfg, track, ckpt)
+    expected = metric_steps(out / "metrics.jsonl")
+    assert expected["train_loss"] == list(range(1, STEPS + 1))
+    if backend == "tensorboard":
+        assert saved["tracker_id"] == str(root / "p/trk/base/seed1")
+        assert tb_steps(tb_scalars(Path(saved["tracker_id"]))) == expected
+        return
+    first, second = wandb_runs(root)
+    ids = {record(r, "run")["run_id"] for r in (first, second)}
+    assert ids == {saved["tracker_id"]} and record(second, "run")["resume"]
+    a, b = wandb_history(first), wandb_history(second)
+    assert max(a["train_loss"]) == 10 and min(b["train_loss"]) == 11
+    joined = {k: a.get(k, []) + b.get(k, []) for k in expected}
+    assert joined == expected  # every step once, in order
+    assert record(first, "exit")["exit_code"] == 143
+
+
+def test_tensorboard_purges_steps_logged_past_the_checkpoint(tmp_path):
+    """A job killed at step 15 had sent steps 11-15 after its step-10 checkpoint: the resumed
+    run sends them again and every reader keeps only the new ones."""
+    track = {"backend": "tensorboard", "project": "p", "dir": str(tmp_path)}
+    first = tracking.start(track, META, 1, {})
+    for step in range(1, 16):
+        first.log_row({"step": step, "train_loss": 1.0})
+    first.finish(exit_code=137)
+    again = tracking.start(track, META, 1, {}, run_id=first.run_id, resume_step=10)
+    for step in range(1, 21):  # the replayed rows up to the checkpoint are not sent again
+        again.log_row({"step": step, "train_loss": 2.0})
+    again.finish()
+    (series,) = tb_scalars(Path(first.run_id)).values()
+    assert [s for s, _ in series] == list(range(1, 21))
+    assert [v for _, v in series] == [1.0] * 10 + [2.0] * 10
+    fresh = tracking.start(track, META, 1, {})  # a new run of the condition replaces the old
+    fresh.log_row({"step": 1, "train_loss": 3.0})
+    fresh.finish()
+    assert list(tb_scalars(Path(first.run_id)).values()) == [[(1, 3.0)]]
+
+
+def test_trackio_run_holds_every_step(tmp_path, shards, monkeypatch):
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no Space, no hub: the local store only
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    trackio = pytest.importorskip(
+        "trackio",
+        reason="trackio is not in the dev extra (it pins pillow<13, which would downgrade the "
+        "pillow everything else uses); pip install 'speedlab[trackio]' to run this test",
+    )
+    track = {"backend": "trackio", "project": "p", "dir": str(tmp_path)}
+    run(shards, tmp_path / "run", smoke_cfg(), track)
+    logs = trackio.SQLiteStorage.get_logs("p", "base/seed1")
+    got: dict[str, set[int]] = {}
+    for entry in logs:
+        for key in entry:
+            if key not in ("step", "timestamp") and not key.startswith("final/"):
+                got.setdefault(key, set()).add(entry["step"])
+    assert {k: sorted(v) for k, v in got.items()} == metric_steps(tmp_path / "run/metrics.jsonl")
+    assert any("final/q_val_bpb" in entry for entry in logs)
+
+
+@pytest.mark.parametrize(
+    ("backend", "module"),
+    [("wandb", "wandb"), ("tensorboard", "tensorboard.summary.writer.event_file_writer"),
+     ("trackio", "trackio")],
+)  # fmt: skip
+def test_a_backend_whose_package_is_missing_names_the_key_and_the_extra(
+    tmp_path, monkeypatch, backend, module
+):
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` meets without the package
+    with pytest.raises(RuntimeError) as e:
+        tracking.start({"backend": backend, "dir": str(tmp_path)}, META, 1, {})
+    assert f"tracking.backend is {backend!r}" in str(e.value)
+    assert f"pip install 'speedlab[{backend}]'" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"backend": "mlflow"}', "tracking.backend: 'mlflow' is not one of none, wandb"),
+        ('{"backend": "wandb", "projct": "x"}', "tracking: unknown key(s) ['projct']"),
+        ("{not json", "--tracking: not JSON"),
+        ('["wandb"]', "--tracking: expected a JSON object"),
+    ],
+)
+def test_bad_tracking_settings_are_refused_before_training(capsys, text, message):
+    from speedlab.train import loop
+
+    with pytest.raises(SystemExit) as e:
+        loop.main(["--config", "{}", "--seed", "1", "--train", "t", "--val", "v",
+                   "--token-bytes", "b", "--out-dir", "o", "--tracking", text])  # fmt: skip
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_no_tracking_is_the_default_and_sends_nothing(tmp_path):
+    assert tracking.start(None, META, 1, {}) is tracking.OFF
+    assert tracking.start({"backend": "none"}, META, 1, {}) is tracking.OFF
+    tracking.OFF.log_row({"step": 1, "train_loss": 1.0})  # nothing, nowhere
+    assert tracking.OFF.run_id is None and not list(tmp_path.iterdir())

@@ -33,6 +33,7 @@ import importlib
 import json
 import math
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -193,7 +194,7 @@ class WandbTracker(Tracker):
         mode = {} if os.environ.get("WANDB_MODE") else {"mode": "offline"}
         self.run = wandb.init(
             project=info["project"], group=info["group"], name=info["name"],
-            id=run_id or wandb.util.generate_id(), resume="allow", dir=str(info["dir"]),
+            id=run_id or secrets.token_hex(4), resume="allow", dir=str(info["dir"]),
             config=info["config"], job_type="train", **mode,
         )  # fmt: skip
         self.run_id = self.run.id
@@ -221,7 +222,7 @@ class TensorBoardTracker(Tracker):
         super().__init__(resume_step)
         writer = optional("tensorboard.summary.writer.event_file_writer", "tensorboard")
         self.pb = optional("tensorboard.compat.proto.event_pb2", "tensorboard")
-        self.scalar_pb = optional("tensorboard.plugins.scalar.summary_v2", "tensorboard")
+        self.summary_pb = optional("tensorboard.compat.proto.summary_pb2", "tensorboard")
         self.text_pb = optional("tensorboard.plugins.text.summary_v2", "tensorboard")
         self.logdir = info["dir"] / info["project"] / info["group"] / info["name"]
         self.run_id = str(self.logdir)
@@ -244,8 +245,10 @@ class TensorBoardTracker(Tracker):
         self.event(step, self.text_pb.text_pb(tag, f"```\n{body}\n```"))
 
     def log(self, step, metrics):
-        for tag, value in metrics.items():
-            self.event(step, self.scalar_pb.scalar_pb(tag, float(value)))
+        # simple_value scalars: the form every reader purges (the legacy EventAccumulator
+        # purges no tensors), and the one torch's SummaryWriter writes
+        values = [self.summary_pb.Summary.Value(tag=k, simple_value=v) for k, v in metrics.items()]
+        self.event(step, self.summary_pb.Summary(value=values))
         self.writer.flush()
 
     def log_summary(self, values):
