@@ -514,9 +514,11 @@ STEP_RULES = ("record", "known_sigma", "target")
 
 
 def has_rule_steps(wildcards):
-    """Followed over the steps when the decision has a step reading and the runs have curves."""
+    """Followed over the steps when the decision has a step reading and the runs have curves
+    (of the metric: hellaswag_acc is scored once, at the end)."""
     decided = decision_rule(wildcards.study)["rule"]
-    return decided in STEP_RULES and table_columns(wildcards.study) is None
+    curves = study_of(wildcards)["metric"] != "hellaswag_acc"
+    return decided in STEP_RULES and curves and table_columns(wildcards.study) is None
 
 
 def rule_steps_options(wildcards):

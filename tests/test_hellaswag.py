@@ -20,6 +20,7 @@ from huggingface_hub import constants
 from statsmodels.stats.proportion import proportion_confint
 from test_train import run, smoke_config
 
+from conftest import smoke_quickstart_config
 from hub_server import COMMIT, FakeHub
 from speedlab.analysis.collect import collect
 from speedlab.data import hellaswag, hellaswag_format
@@ -323,3 +324,89 @@ def test_the_score_is_a_runs_parquet_column(scored_run, tmp_path):
     for key in ("hellaswag_acc", "hellaswag_lo", "hellaswag_hi", "hellaswag_n"):
         assert row[key] == summary[key], key
     assert str(back["hellaswag_n"].dtype) == "Int64" and back["hellaswag_acc"].dtype == float
+
+
+# hellaswag_acc as a study metric: higher is better.
+
+
+def acc_runs(arms: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        {"condition": c, "seed": s, "diverged": False, "source": "speedlab", "hellaswag_acc": v}
+        for c, values in arms.items()
+        for s, v in enumerate(values)
+    ]
+    runs = pd.DataFrame(rows)
+    runs["neg_acc"] = -runs["hellaswag_acc"]  # the same numbers, lower-is-better
+    return runs
+
+
+ARMS = {
+    "base": [0.250, 0.262, 0.244, 0.258, 0.251],
+    "up": [0.281, 0.290, 0.276, 0.288, 0.279],
+    "down": [0.231, 0.240, 0.226, 0.238, 0.232],
+}
+
+
+@pytest.mark.parametrize(
+    "decision, verdicts",
+    [
+        ({}, {"up": "better", "down": "worse"}),
+        ({"rule": "record", "min_delta": 0.02}, {"up": "record", "down": "not a record"}),
+        ({"rule": "record", "min_delta": 0.05}, {"up": "not a record", "down": "not a record"}),
+        ({"rule": "equivalence", "margin": 0.1}, {"up": "equivalent", "down": "equivalent"}),
+    ],
+)
+def test_a_hellaswag_study_gets_its_stats_higher_is_better(tmp_path, decision, verdicts):
+    from speedlab.analysis.stats import write_stats
+
+    runs, conditions = acc_runs(ARMS), list(ARMS)
+    table = write_stats(runs, "hellaswag_acc", "base", conditions, 5, tmp_path / "s.csv",
+                        out_json=tmp_path / "s.json", decision=decision)  # fmt: skip
+    mirror = write_stats(runs, "neg_acc", "base", conditions, 5, tmp_path / "m.csv",
+                         decision=decision)  # fmt: skip
+    got = table.set_index("condition")
+    back = mirror.set_index("condition")
+    for cond, word in verdicts.items():
+        assert got.loc[cond, "verdict"] == word, cond
+        assert got.loc[cond, "verdict"] == back.loc[cond, "verdict"]
+        # The same test on the negated numbers: the same p, the interval read back upwards.
+        assert got.loc[cond, "p"] == pytest.approx(back.loc[cond, "p"], rel=1e-12)
+        assert got.loc[cond, "estimate"] == pytest.approx(-back.loc[cond, "estimate"])
+        assert got.loc[cond, "est_low"] == pytest.approx(-back.loc[cond, "est_high"])
+        assert got.loc[cond, "est_high"] == pytest.approx(-back.loc[cond, "est_low"])
+    assert got.loc["up", "mean"] == pytest.approx(np.mean(ARMS["up"]))  # in accuracy units
+    assert got.loc["up", "estimate"] > 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["primary_metric"] == "hellaswag_acc"
+
+
+def hellaswag_config(metric="hellaswag_acc", examples=20, **study):
+    """The smoke quickstart judged by HellaSwag accuracy, the eval on in every condition."""
+    config = smoke_quickstart_config()
+    quick = config["studies"]["quickstart"]
+    quick["metric"] = metric
+    if examples:
+        quick.setdefault("overrides", {})["eval.hellaswag"] = {"examples": examples}
+    quick.update(study)
+    return config
+
+
+def test_a_hellaswag_metric_validates_with_the_eval_on():
+    from speedlab.config import run_config, validate
+
+    config = validate(hellaswag_config())
+    assert run_config(config, "quickstart", "uniform")["eval"]["hellaswag"] == {"examples": 20}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"examples": None}, r"quickstart\.metric: hellaswag_acc needs eval\.hellaswag"),
+        ({"sweep": {"key": "optim.matrix_lr"}}, r"quickstart\.sweep: not supported"),
+    ],
+)
+def test_a_hellaswag_metric_without_its_eval_is_refused(edit, message):
+    from speedlab.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(hellaswag_config(**edit))

@@ -410,6 +410,7 @@ def _check_study(config: dict, name: str, study: dict, schema: dict) -> None:
     _check_names(f"studies.{name}.condition_seeds", study["condition_seeds"], study["conditions"])
     _check_sweep(name, study, resolved)
     _check_decision(name, study)
+    _check_hellaswag_metric(name, study, resolved)
     _check_adaptive(name, study)
     if study["published"]:
         for field in ("values", "seeds"):
@@ -555,6 +556,25 @@ def _check_decision(name: str, study: dict) -> None:
             f"  {where}.sweep.confirm.seeds: {reused} are also in {where}.seeds; a "
             "confirmation needs fresh seeds"
         )
+
+
+def _check_hellaswag_metric(name: str, study: dict, resolved: dict[str, dict]) -> None:
+    """metric hellaswag_acc: every condition speedlab trains scores it (eval.hellaswag on, the
+    built-in trainer), and no sweep or adaptive design (they assume lower is better)."""
+    if study["metric"] != "hellaswag_acc":
+        return
+    where = f"studies.{name}"
+    scored = {c for c, flat in resolved.items() if flat.get("eval.hellaswag.examples")}
+    off = [c for c, flat in resolved.items()
+           if c not in scored or flat.get("trainer.kind") == "command"]  # fmt: skip
+    if off:
+        raise ConfigError(
+            f"  {where}.metric: hellaswag_acc needs eval.hellaswag (and the built-in trainer) "
+            f"in every condition; {sorted(off)} do not score it"
+        )
+    for key in ("sweep", "adaptive"):
+        if study[key]:
+            raise ConfigError(f"  {where}.{key}: not supported with metric hellaswag_acc")
 
 
 def _check_adaptive(name: str, study: dict) -> None:

@@ -53,6 +53,9 @@ NEEDS = {"target": ("target",), "known_sigma": ("target", "sigma"), "equivalence
 ONE_ARM = ("target", "known_sigma")
 # The rules a group-sequential design supports (speedlab.analysis.sequential).
 SEQUENTIAL_RULES = ("difference", "record", "frontier")
+# Metrics where higher is better (every other one is lower-is-better): the two-arm rules test
+# them mirrored, so "better", a record's min_delta and a frontier all point upwards.
+HIGHER_IS_BETTER = ("hellaswag_acc",)
 
 
 def resolve_rule(decision: dict | None, where: str = "decision") -> dict:
@@ -127,6 +130,10 @@ def evaluate(x, ref, rule: dict, paired: bool, level: float | None = None, censo
     x = np.asarray(x, float)
     ref = None if ref is None else np.asarray(ref, float)
     level = default_level(rule) if level is None else level
+    if rule.get("higher") and rule["rule"] not in ONE_ARM:  # one-arm rules name their direction
+        res = evaluate(-x, -ref, {**rule, "higher": False}, paired, level, censored)
+        return {**res, "statistic": -res["statistic"], "estimate": -res["estimate"],
+                "est_low": -res["est_high"], "est_high": -res["est_low"]}  # fmt: skip
     if censored is not None and any(np.any(c) for c in censored):
         return _censored(x, ref, censored, rule, level)
     kind = rule["rule"]

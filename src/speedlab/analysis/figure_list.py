@@ -37,6 +37,7 @@ FINAL_METRICS = (
     "val_loss",
     "steps_to_target",
     "time_to_target",
+    "hellaswag_acc",
     "train_time_s",
 )
 PLOT_KINDS = ("curves", "final", "paired", "quant", "momentum")

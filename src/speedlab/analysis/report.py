@@ -36,6 +36,7 @@ from speedlab.analysis.decision import (
     BEATS_FRONTIER,
     BETTER,
     EQUIVALENT,
+    HIGHER_IS_BETTER,
     INSUFFICIENT,
     MEETS,
     ONE_ARM,
@@ -172,6 +173,7 @@ LABELS = {
     "time_to_target": "time to target (s)",
     "compressed_bytes": "compressed bytes (int8+zlib)",
     "train_time_s": "train time (s)",
+    "hellaswag_acc": "HellaSwag accuracy",
 }
 SECONDARY = ("val_bpb", "compressed_bytes")
 TIME = "train_time_s"
@@ -740,7 +742,8 @@ def verdict(r, by_cond: pd.DataFrame, metric: str, alpha: str) -> dict:
     pct = "" if ref is None or _missing(r.diff_pct) else f" ({fmt(r.diff_pct, 2, signed=True)}%)"
     tested = r.verdict != INSUFFICIENT and not _missing(r.statistic)
     adjusted = r.adjusted in ("holm", "sequential") and not _missing(r.p_adj)
-    tail = {BETTER: " (lower) than", WORSE: " (higher) than"}.get(r.verdict)
+    words = ("higher", "lower") if metric in HIGHER_IS_BETTER else ("lower", "higher")
+    tail = {BETTER: f" ({words[0]}) than", WORSE: f" ({words[1]}) than"}.get(r.verdict)
     return {
         "condition": r.condition,
         "lead": f"{lead} {label(metric)}{pct}",
@@ -1418,6 +1421,7 @@ def report_data(options: dict, out_dir: Path) -> dict:
         "question": options["description"].strip(),
         "baseline": baseline,
         "metric": label(metric),
+        "better": "higher" if metric in HIGHER_IS_BETTER else "lower",
         "alpha": _num(alpha),
         "level": level,
         "design": design(runs, stats, options),

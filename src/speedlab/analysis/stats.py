@@ -2,7 +2,8 @@
 
 Every statistic comes from scipy/statsmodels (through speedlab.analysis.decision); this module
 decides which runs count, which comparisons form a family and how the results are laid out.
-Metrics are lower-is-better (loss, bpb, bytes, seconds, steps).
+Metrics are lower-is-better (loss, bpb, bytes, seconds, steps), but for those in
+decision.HIGHER_IS_BETTER (hellaswag_acc), which the decision rule tests mirrored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scipy import stats as sps
 
 from speedlab.analysis.decision import (
     BETTER,
+    HIGHER_IS_BETTER,
     INSUFFICIENT,
     NO_DIFFERENCE,
     ONE_ARM,
@@ -269,7 +271,7 @@ def compare(
     interval is at the level Holm tested it at (decision.holm_levels), so verdict and interval
     agree. Student, Welch, Mann-Whitney, the paired t and Wilcoxon, and Hedges g are companions.
     """
-    rule = rule or resolve_rule({"alpha": alpha})
+    rule = {**(rule or resolve_rule({"alpha": alpha})), "higher": metric in HIGHER_IS_BETTER}
     reference = rule["against"] if rule["rule"] == "frontier" else baseline
     one_arm = rule["rule"] in ONE_ARM
     tested = [c for c in conditions if one_arm or c != reference]
