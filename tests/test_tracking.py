@@ -272,3 +272,39 @@ def test_no_tracking_is_the_default_and_sends_nothing(tmp_path):
     assert tracking.start({"backend": "none"}, META, 1, {}) is tracking.OFF
     tracking.OFF.log_row({"step": 1, "train_loss": 1.0})  # nothing, nowhere
     assert tracking.OFF.run_id is None and not list(tmp_path.iterdir())
+
+
+def test_an_external_trainer_s_steps_reach_the_same_run_across_a_restart(tmp_path, offline):
+    """The script fails once (a preempted job), the retry finishes: one W&B run id for both
+    attempts (kept in the work folder), and every step of its metrics.jsonl in the history."""
+    import golden_pg
+
+    from conftest import EXTERNAL_TRAINER, external_study
+    from speedlab.train import external
+
+    data = golden_pg.write_data(tmp_path / "shards")["train"].parent
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    study = external_study()
+    study["trainer"]["env"].update(FAIL_AT="5")
+    study["trainer"]["resume_env"] = {"FAIL_AT": "-1"}
+    config["studies"] = {"ext": study}
+    cfg = run_config(validate(config), "ext", "lr_high")
+    paths = {"out_dir": str(tmp_path / "out"), "work_dir": str(tmp_path / "work"),
+             "source": str(EXTERNAL_TRAINER), "data_dir": str(data)}  # fmt: skip
+    root = tmp_path / "tracking"
+    track = {"backend": "wandb", "dir": str(root)}
+    meta = {"study": "ext", "condition": "lr_high"}
+    with pytest.raises(SystemExit):
+        external.train(cfg, 3, meta, paths, "q_val_bpb", track)
+    values = external.train(cfg, 3, meta, paths, "q_val_bpb", track)
+    first, second = wandb_runs(root)
+    assert record(first, "run")["run_id"] == record(second, "run")["run_id"]
+    assert record(second, "run")["display_name"] == "lr_high/seed3"
+    assert record(first, "exit")["exit_code"] == 1 and not wandb_history(first)
+    expected = metric_steps(tmp_path / "out/metrics.jsonl")
+    assert wandb_history(second) == expected and len(expected["train_loss"]) > 5
+    finals = {}
+    for r in second:
+        if r["type"] == "summary":
+            finals.update(r["summary"]["update"])
+    assert finals["q_val_bpb"] == values["q_val_bpb"]

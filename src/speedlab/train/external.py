@@ -26,6 +26,10 @@ script resumes only if it can itself: trainer.resume_env / trainer.resume_args a
 restart (the work folder keeps a count of attempts), e.g. `{RESUME: '1'}`. A finished run, or
 a run of an edited condition, starts afresh in an emptied work folder.
 
+Tracking (--tracking, speedlab.train.tracking): the tracker run opens with the attempt (config
+and provenance), its id kept in the attempt marker so that a retry continues it; the steps of
+metrics.jsonl and the final numbers go to it once the script has finished.
+
 `fetch` clones a git source once at its pinned commit (file://, ssh and https URLs) into
 results/trainers/.
 
@@ -49,6 +53,7 @@ import time
 from pathlib import Path
 
 from speedlab.files import atomic_path, config_hash, write_json
+from speedlab.train import tracking
 
 # What the templates may name, besides the condition's `params` keys.
 TEMPLATE_VARS = {
@@ -175,9 +180,19 @@ def next_attempt(work_dir: Path, identity: str) -> int:
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
-        attempt = 1
-    marker.write_text(json.dumps({"config_hash": identity, "attempt": attempt}))
+        attempt, state = 1, {}
+    marker.write_text(json.dumps({**state, "config_hash": identity, "attempt": attempt}))
     return attempt
+
+
+def start_tracker(track, meta: dict, seed: int, cfg: dict, work_dir: Path):
+    """The run's tracker run (speedlab.train.tracking): the one an earlier attempt started,
+    continued, its id kept in the work folder's attempt marker; the steps go at the end."""
+    marker = work_dir / ATTEMPTS
+    state = json.loads(marker.read_text())
+    tracker = tracking.start(track, meta, seed, cfg, run_id=state.get("tracker_id"))
+    marker.write_text(json.dumps({**state, "tracker_id": tracker.run_id}))
+    return tracker
 
 
 def mark_finished(work_dir: Path) -> None:
@@ -359,11 +374,26 @@ def absolute(paths: dict) -> dict:
     return {k: str(Path(v).resolve()) if k in keys and v else v for k, v in paths.items()}
 
 
-def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str) -> dict:
-    """Run the script once (or again after a preemption) and write the run's files."""
+def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, track=None) -> dict:
+    """Run the script once (or again after a preemption) and write the run's files; `track`:
+    the tracking settings (speedlab.train.tracking), None for none."""
+    work_dir, out_dir = Path(paths["work_dir"]), Path(paths["out_dir"])
+    attempt = next_attempt(work_dir, config_hash({"cfg": cfg, "seed": seed}))
+    tracker = start_tracker(track, meta, seed, cfg, work_dir)
+    try:
+        values = run_attempt(cfg, seed, meta, paths, metric, attempt)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.log_file(out_dir / "metrics.jsonl")
+    tracker.log_summary({**values, **json.loads((out_dir / "summary.json").read_text())})
+    tracker.finish()
+    return values
+
+
+def run_attempt(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, attempt: int):
     work_dir, out_dir = Path(paths["work_dir"]), Path(paths["out_dir"])
     src = Path(paths["source"]).resolve() if paths.get("source") else None
-    attempt = next_attempt(work_dir, config_hash({"cfg": cfg, "seed": seed}))
     link_source(src, work_dir)
     values = variables(cfg, seed, meta, absolute(paths), attempt)
     argv = command_line(cfg, values, restart=attempt > 1)
@@ -432,6 +462,7 @@ def main(argv=None) -> None:
         r.add_argument(f"--{name}", required=True)
     for name in ("source", "data-dir", "tokenizer", "vocab-size"):
         r.add_argument(f"--{name}", default="")
+    r.add_argument("--tracking", default="", help="tracking settings as JSON (default: none)")
     f = sub.add_parser("fetch", help="clone a git source at its pinned commit")
     f.add_argument("--git", required=True)
     f.add_argument("--commit", required=True)
@@ -440,10 +471,14 @@ def main(argv=None) -> None:
     if args.command == "fetch":
         print(f"{args.git} at {fetch(args.git, args.commit, args.out)} -> {args.out}")
         return
+    try:
+        track = tracking.parse(args.tracking)
+    except ValueError as e:
+        r.error(str(e))
     paths = {k: getattr(args, k) for k in ("out_dir", "work_dir", "source", "data_dir",
                                             "tokenizer", "vocab_size")}  # fmt: skip
     meta = {"study": args.study, "condition": args.condition}
-    values = train(json.loads(args.config), args.seed, meta, paths, args.metric)
+    values = train(json.loads(args.config), args.seed, meta, paths, args.metric, track)
     print(f"done: {args.metric} {values[args.metric]:.4f}")
 
 

@@ -7,6 +7,7 @@ study is the group (tracking.group overrides it), `<condition>/seed<seed>` the r
 
     tracker = start(settings, meta, seed, config, run_id=None, resume_step=None)
     tracker.log_row(row)        # one metrics.jsonl row: every number but `step`, at its step
+    tracker.log_file(path)      # every row of a metrics.jsonl (external trainers, at the end)
     tracker.log_summary(values) # final numbers (summary.json, roundtrip.json)
     tracker.finish(exit_code)   # idempotent; a preempted run finishes with its exit status
     tracker.run_id              # kept in the checkpoint: the resumed run continues this one
@@ -137,6 +138,11 @@ class Tracker:
             values = {k: v for k, v in numbers(row).items() if k != "step"}
             if values:
                 self.log(int(row["step"]), values)
+
+    def log_file(self, path: Path) -> None:
+        """Every row of a metrics.jsonl (the external trainer's, written when its script ends)."""
+        for line in Path(path).read_text().splitlines():
+            self.log_row(json.loads(line))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         pass
