@@ -48,6 +48,7 @@ from speedlab.analysis.imports import import_runs, table_rows
 from speedlab.data.documents import corpus_params, local_files
 from speedlab.data.hellaswag_format import prepared_path
 from speedlab.train.external import needs_data, source_dir_name
+from speedlab.train.launch import launcher
 
 try:
     # --config values typed by the schema, `set` entries (dotted keys) applied, the scale's data
@@ -156,11 +157,59 @@ def train_runtime(wildcards, attempt):
     )
 
 
+def run_nodes(wildcards):
+    return resolved(wildcards.study, wildcards.condition)["train"]["nodes"]
+
+
 def train_launcher(wildcards):
+    """python, torchrun, or (train.nodes > 1) srun + torchrun: speedlab.train.launch."""
+    nodes = run_nodes(wildcards)
+    if nodes > 1 and local_run_outside_slurm():
+        raise WorkflowError(
+            f"studies.{wildcards.study}.conditions.{wildcards.condition}: train.nodes={nodes} "
+            "needs SLURM: run it with --profile profiles/slurm, or inside an allocation of "
+            f"{nodes} nodes (salloc --nodes {nodes}); a local run is one machine"
+        )
+    return launcher(nodes, run_gpus(wildcards))
+
+
+def local_run_outside_slurm():
+    """Jobs run here (not a dry run, not the SLURM executor) and not inside a SLURM job."""
+    plugin = workflow.executor_plugin
+    return (
+        plugin is not None
+        and workflow.local_exec
+        and not workflow.dryrun
+        and "SLURM_JOB_ID" not in os.environ
+    )
+
+
+# SLURM resources of a multi-node run: --nodes N; each node's GPUs as GRES (per node, where
+# --gpus would count the whole job's); a CPU run asks for one task per node (the plugin's
+# --ntasks, which it otherwise sets to 1). One node: none of these (0 / "" add nothing).
+def run_slurm_nodes(wildcards):
+    return run_nodes(wildcards)
+
+
+def run_gpu_total(wildcards):
+    return run_gpus(wildcards) if run_nodes(wildcards) == 1 else 0
+
+
+def run_gres(wildcards):
     gpus = run_gpus(wildcards)
-    if gpus <= 1:
-        return "python"
-    return f"python -m torch.distributed.run --standalone --nproc-per-node={gpus}"
+    if run_nodes(wildcards) == 1 or not gpus:
+        return ""
+    model = EXECUTION["gpu_model"]
+    return f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
+
+
+def run_tasks(wildcards):
+    nodes = run_nodes(wildcards)
+    return nodes if nodes > 1 and not run_gpus(wildcards) else 0
+
+
+def run_gpu_model(wildcards):
+    return EXECUTION["gpu_model"] or "" if run_nodes(wildcards) == 1 else ""
 
 
 # The GPU type training jobs ask for, if the config names one (SLURM: --gpus=<model>:<n>).

@@ -22,10 +22,15 @@ rule train_run:
         "../envs/train.yaml"
     threads: train_threads
     resources:
-        **GPU_MODEL,
+        gpu_model=run_gpu_model,
+        # per node (SLURM's --mem)
         mem_mb=lambda w: 4000 + run_gpus(w) * EXECUTION["mem_mb_per_gpu"],
         runtime=train_runtime,
-        gpu=run_gpus,
+        gpu=run_gpu_total,
+        # train.nodes > 1: --nodes, GPUs per node as GRES, a CPU run's one task per node
+        nodes=run_slurm_nodes,
+        gres=run_gres,
+        tasks=run_tasks,
         # SLURM: SIGUSR1 5 minutes before the time limit; the trainer checkpoints and exits,
         # and the retry (with twice the runtime) resumes.
         slurm_extra="--signal=USR1@300",

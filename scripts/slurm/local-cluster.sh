@@ -6,6 +6,7 @@
 #   scripts/slurm/local-cluster.sh start    # install if missing, configure, start, wait for idle
 #   scripts/slurm/local-cluster.sh status   # sinfo + squeue
 #   scripts/slurm/local-cluster.sh stop     # stop the daemons (state and logs are kept)
+#   scripts/slurm/local-cluster.sh start|status|stop --nodes 2   # the two-node cluster (below)
 #
 # `start` is idempotent: running daemons are left alone, unless slurm.conf had to change (then
 # they are restarted; running jobs survive that). The config is Debian's default path,
@@ -24,6 +25,7 @@ CONF=/etc/slurm/slurm.conf    # where Debian's binaries look without SLURM_CONF
 NODE=$(hostname -s)           # slurmd registers under this name (slurmd -N)
 PARTITION=debug
 IDLE_TIMEOUT_S=60
+CONF2=/etc/slurm-2node/slurm.conf # the two-node cluster's (scripts/slurm/two-node.sh)
 
 log() { echo "local-cluster: $*" >&2; }
 
@@ -150,7 +152,13 @@ pid_of() {
             return
         fi
     fi
-    pgrep -x "$1" | head -1
+    # (not the two-node cluster's daemons: they run with -f $CONF2)
+    for pid in $(pgrep -x "$1"); do
+        grep -qF -- "$CONF2" "/proc/$pid/cmdline" 2>/dev/null || {
+            echo "$pid"
+            return
+        }
+    done
 }
 
 stop_daemon() {
@@ -242,12 +250,17 @@ status() {
     squeue
 }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
+case "${1:-} ${2:-} ${3:-}" in
+"start  ") start ;;
+"stop  ") stop ;;
+"status  ") status ;;
+"start --nodes 2" | "stop --nodes 2" | "status --nodes 2")
+    # shellcheck source=scripts/slurm/two-node.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/two-node.sh"
+    "two_$1"
+    ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status [--nodes 2]" >&2
     exit 2
     ;;
 esac

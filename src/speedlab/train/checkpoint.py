@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from speedlab.files import atomic_path
+from speedlab.files import atomic_path, config_hash
 
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a job killed by SIGTERM reports anyway
 
@@ -56,12 +56,26 @@ def save(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+# Where the processes run (train.nodes x train.gpus) changes no number (the global batch is fixed,
+# rank 0 saves every state whole): a checkpoint resumes on any node set, so these keys are left
+# out of what it must match. Nor does it hold a host name or a rank.
+PLACEMENT_KEYS = ("nodes", "gpus")
+RESUME_KEYS = ("resume_hash", "seed")
+
+
+def identity(cfg: dict, seed: int) -> dict:
+    """The run's identity: its config's hash, its seed, and the hash that resuming checks."""
+    placed = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k not in PLACEMENT_KEYS}}
+    return {"config_hash": config_hash(cfg), "seed": seed, "resume_hash": config_hash(placed)}
+
+
 def load(path: Path | None, identity: dict) -> dict | None:
-    """The checkpoint at `path` if it was written by the run with this identity, else None."""
+    """The checkpoint at `path` if it was written by the run with this identity (up to where the
+    processes ran: PLACEMENT_KEYS), else None."""
     if path is None or not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["identity"] != identity:
+    if any(state["identity"].get(k) != identity[k] for k in RESUME_KEYS):
         print(f"ignoring {path}: written for another config or seed", flush=True)
         return None
     return state

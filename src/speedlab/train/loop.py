@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from speedlab.data.shards import SplitReader, load_split
-from speedlab.files import atomic_path, config_hash, write_json
+from speedlab.files import atomic_path, write_json
 from speedlab.train import (
     checkpoint,
     distributed,
@@ -287,7 +287,7 @@ def set_up(cfg, seed, train_manifest, val_manifest, token_bytes, out_dir, checkp
         split=split,
         log=Metrics(out_dir / "metrics.jsonl" if world.main else None),
         ckpt_path=Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None,
-        identity={"config_hash": config_hash(cfg), "seed": seed},
+        identity=checkpoint.identity(cfg, seed),
         stop=StopFlag(),
         compiled=compiled,
     )
