@@ -410,3 +410,35 @@ def test_a_hellaswag_metric_without_its_eval_is_refused(edit, message):
 
     with pytest.raises(ConfigError, match=message):
         validate(hellaswag_config(**edit))
+
+
+@pytest.mark.slow  # snakemake end to end
+def test_a_study_judged_by_hellaswag_reaches_its_report(tmp_path, hub, cli_env):
+    """The hub's examples prepared once, an input of every run, scored at its end, the
+    study's metric in runs.parquet, stats.json and the report."""
+    import subprocess
+
+    import yaml
+
+    from conftest import snakemake_cmd
+
+    config = hellaswag_config(examples=5)
+    study = config["studies"]["quickstart"]
+    study["overrides"]["train.steps"] = 6
+    study["seeds"] = [0, 1]
+    config["run_studies"] = ["quickstart"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**cli_env, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    p = subprocess.run(snakemake_cmd(tmp_path, "--cores", "2"), capture_output=True, text=True,
+                       env=env, timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert len(hub.gets(hellaswag.FILE)) == 1  # one download for every run
+    out = tmp_path / "results" / "studies" / "quickstart"
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 4 and (runs["hellaswag_n"] == 5).all()
+    assert runs["hellaswag_acc"].between(0, 1).all()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["primary_metric"] == "hellaswag_acc"
+    report = (out / "report.md").read_text()
+    assert "Primary metric: HellaSwag accuracy, higher is better" in report
