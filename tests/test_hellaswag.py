@@ -145,6 +145,18 @@ def test_batched_losses_match_each_ending_scored_alone(model):
     np.testing.assert_allclose(losses.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["ngpt", "modded2410"])
+def test_every_model_kind_scores_as_its_brute_force(kind):
+    cfg = smoke_config()["model"]
+    cfg.update(kind=kind, n_kv_head=cfg["n_head"])
+    torch.manual_seed(0)
+    other = build_model(cfg, 512).eval()
+    seqs = [([1, 5, 9, 13], [7, 8]), ([1, 2], [3, 4, 5, 6, 7])]
+    expected = [brute_force(other, c, e) for c, e in seqs]
+    got = he.ending_losses(other, seqs, seq_len=128).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_long_sequences_lose_their_start(model):
     ctx, end = list(range(4, 40)), [50, 51, 52]
     x, y, mask = he.batch([(ctx, end), ([1, 2], [7])], seq_len=16)
