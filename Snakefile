@@ -24,6 +24,7 @@ rule all:
         expand(
             "results/studies/{study}/report.{ext}", study=STUDIES, ext=["md", "html"]
         ),
+        tracking_targets(STUDIES),
 
 
 # `snakemake plan` (or `make plan`): runs done and pending per study, GPU-hours and cost still

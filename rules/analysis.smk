@@ -61,6 +61,27 @@ rule compute_stats:
         " --out {output.stats:q} --json {output.json:q} > {log:q} 2>&1"
 
 
+# The study's verdicts and per-seed deltas in its tracker group (one more tracker run,
+# <study>/analysis); `all` wants it only when tracking.backend is set (tracking_targets).
+rule track_study:
+    input:
+        runs="results/studies/{study}/runs.parquet",
+        stats="results/studies/{study}/stats.csv",
+        code=[module_code("tracked"), f"{SRC}/speedlab/train/tracking.py"],
+    output:
+        record="results/studies/{study}/tracking.json",
+    log:
+        "logs/track_study/{study}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        options=tracking_options,
+    shell:
+        "python -m speedlab.analysis.tracked --options {params.options:q} --runs {input.runs:q}"
+        " --stats {input.stats:q} --out {output.record:q} > {log:q} 2>&1"
+
+
 # Every figure of speedlab.analysis.figure_list.PLOTTED: what it plots, from which table, and
 # where Snakemake's report files it.
 rule plot_figure:

@@ -802,3 +802,40 @@ def module_code(name):
     (training code is deliberately not an input: a plotting fix must not retrain anything).
     """
     return f"{SRC}/speedlab/analysis/{name}.py"
+
+
+# Experiment trackers (speedlab.train.tracking): the trainers' --tracking settings reach their
+# shell lines as $SPEEDLAB_TRACKING, set here in every snakemake process (a SLURM job's
+# included: it parses this file again), not as a param. Snakemake reruns a job when its
+# params, inputs or shell text change, never for an environment variable: turning a tracker
+# on or off, or pointing it at another project, reruns no finished run (nor is it part of
+# config_hash).
+TRACKING = config["tracking"]
+TRACKING_DIR = "results/tracking"
+TRACKING_JSON = (
+    ""
+    if TRACKING["backend"] == "none"
+    else json.dumps({**TRACKING, "dir": TRACKING_DIR})
+)
+os.environ.update(SPEEDLAB_TRACKING=TRACKING_JSON)
+
+
+def tracking_targets(studies):
+    """What `all` wants besides the reports: each study's summary run in the tracker
+    (rule track_study), when tracking.backend is set."""
+    if TRACKING["backend"] == "none":
+        return []
+    return [f"results/studies/{study}/tracking.json" for study in studies]
+
+
+def tracking_options(wildcards):
+    """speedlab.analysis.tracked's --options: the tracker settings, the study's metric,
+    baseline and conditions (it logs stats.csv's verdicts and the per-seed deltas)."""
+    study = study_of(wildcards)
+    return options(
+        tracking={**TRACKING, "dir": TRACKING_DIR},
+        study=wildcards.study,
+        metric=study["metric"],
+        baseline=study["baseline"],
+        conditions=list(study["conditions"]),
+    )

@@ -45,7 +45,8 @@ rule train_run:
         " --train {input.train:q} --val {input.val:q} --token-bytes {input.token_bytes:q}"
         " --out-dir $(dirname {output.summary:q}) --threads {threads}"
         " --study {wildcards.study} --condition {wildcards.condition}"
-        " --checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
+        ' --checkpoint-dir {params.checkpoints:q} --tracking "$SPEEDLAB_TRACKING"'
+        " > {log:q} 2>&1"
 
 
 # A condition with trainer.kind: command runs the user's own script (speedlab.train.external):
@@ -84,7 +85,8 @@ rule run_trainer_command:
         "python -m speedlab.train.external run --config {params.config:q}"
         " --seed {wildcards.seed} --study {wildcards.study} --condition {wildcards.condition}"
         " --metric {params.metric} --out-dir $(dirname {output.summary:q})"
-        " --work-dir {params.work_dir:q} {params.paths} > {log:q} 2>&1"
+        " --work-dir {params.work_dir:q} {params.paths}"
+        ' --tracking "$SPEEDLAB_TRACKING" > {log:q} 2>&1'
 
 
 # A git source (trainer.source: {git, commit}) is cloned once, at its pinned commit.

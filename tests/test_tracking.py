@@ -308,3 +308,127 @@ def test_an_external_trainer_s_steps_reach_the_same_run_across_a_restart(tmp_pat
         if r["type"] == "summary":
             finals.update(r["summary"]["update"])
     assert finals["q_val_bpb"] == values["q_val_bpb"]
+
+
+def study_tables(tmp_path):
+    """runs.parquet and stats.csv of a small paired study, made by speedlab's own collect and
+    stats code from per-seed values (what compute_stats reads and writes)."""
+    import pandas as pd
+
+    from speedlab.analysis.stats import write_stats
+
+    values = {"base": [3.30, 3.31, 3.29, 3.32], "better": [3.25, 3.27, 3.24, 3.26]}
+    runs = pd.DataFrame(
+        [{"condition": c, "seed": s, "q_val_bpb": v, "diverged": False, "source": "speedlab"}
+         for c, vs in values.items() for s, v in enumerate(vs)]
+    )  # fmt: skip
+    runs.to_parquet(tmp_path / "runs.parquet")
+    write_stats(runs, "q_val_bpb", "base", ["base", "better"], 4, tmp_path / "stats.csv")
+    return values
+
+
+def run_tracked(tmp_path, options: dict) -> None:
+    from speedlab.analysis import tracked
+
+    files = {"--runs": "runs.parquet", "--stats": "stats.csv", "--out": "t.json"}
+    args = [a for flag, name in files.items() for a in (flag, str(tmp_path / name))]
+    tracked.main(["--options", json.dumps(options), *args])
+
+
+def test_track_study_logs_verdicts_and_per_seed_deltas_to_the_group(tmp_path):
+    values = study_tables(tmp_path)
+    root = tmp_path / "tracking"
+    options = {"tracking": {"backend": "tensorboard", "project": "p", "dir": str(root)},
+               "study": "trk", "metric": "q_val_bpb", "baseline": "base",
+               "conditions": ["base", "better"]}  # fmt: skip
+    run_tracked(tmp_path, options)
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert (doc["group"], doc["name"]) == ("trk", "trk/analysis")
+    assert [v["condition"] for v in doc["verdicts"]] == ["better"]
+    assert doc["verdicts"][0]["verdict"] == "better" and doc["per_seed_deltas"] == 4
+    logdir = root / "p/trk/trk/analysis"
+    (table,) = tb_text(logdir, "verdicts")
+    assert "| better | base |" in table and table.rstrip().endswith("| better |")
+    (per_seed,) = tb_text(logdir, "per_seed_deltas")
+    for seed, (b, x) in enumerate(zip(values["base"], values["better"], strict=True)):
+        assert f"| better | {seed} | {x} | {b} | {x - b} |" in per_seed
+    summary = json.loads(tb_text(logdir, "summary")[0].strip("`\n"))
+    assert summary["better/diff"] == pytest.approx(-0.05)
+
+
+def test_track_study_with_wandb_logs_the_tables(tmp_path, offline):
+    study_tables(tmp_path)
+    root = tmp_path / "tracking"
+    options = {"tracking": {"backend": "wandb", "dir": str(root)}, "study": "trk",
+               "metric": "q_val_bpb", "baseline": "base",
+               "conditions": ["base", "better"]}  # fmt: skip
+    run_tracked(tmp_path, options)
+    (records,) = wandb_runs(root)
+    info = record(records, "run")
+    assert (info["run_group"], info["display_name"]) == ("trk", "trk/analysis")
+    (run_dir,) = (root / "wandb").glob("offline-run-*")
+    tables = {p.name.split("_")[0]: json.loads(p.read_text())
+              for p in run_dir.glob("files/media/table/*.table.json")}  # fmt: skip
+    assert tables["verdicts"]["data"][0][0] == "better"
+    verdict = tables["verdicts"]["columns"].index("verdict")
+    assert tables["verdicts"]["data"][0][verdict] == "better"
+    assert len(tables["per"]["data"]) == 4
+
+
+def test_track_study_without_a_tracker_or_the_metric_is_refused(tmp_path, capsys):
+    from speedlab.analysis import tracked
+
+    study_tables(tmp_path)
+    args = ["--runs", str(tmp_path / "runs.parquet"), "--stats", str(tmp_path / "stats.csv"),
+            "--out", str(tmp_path / "t.json")]  # fmt: skip
+    base = {"study": "trk", "metric": "q_val_bpb", "baseline": "base", "conditions": ["base"]}
+    with pytest.raises(SystemExit, match="tracking.backend is none"):
+        tracked.main(["--options", json.dumps({**base, "tracking": {"backend": "none"}}), *args])
+    other = {**base, "metric": "val_loss", "tracking": {"backend": "tensorboard"}}
+    with pytest.raises(SystemExit, match="no rows of the study's metric 'val_loss'"):
+        tracked.main(["--options", json.dumps(other), *args])
+    assert not (tmp_path / "t.json").exists()
+
+
+@pytest.mark.slow
+def test_a_tracked_study_through_snakemake_and_toggling_tracking_reruns_nothing(tmp_path):
+    """A two-arm smoke study with tracking.backend tensorboard: every run's steps in its event
+    files, the verdicts in the group's analysis run; then tracking off, or another backend,
+    retrains nothing (the settings reach the trainers outside params and config_hash)."""
+    from conftest import smoke_quickstart_config, snakemake_cmd
+
+    config = smoke_quickstart_config()
+    config["studies"] = {"trk": {
+        "baseline": "uniform", "seeds": [0, 1], "metric": "val_bpb",
+        "conditions": {"uniform": {}, "low_lr": {"optim.matrix_lr": 0.01}},
+        "overrides": {"train.steps": 10, "train.val_every": 5, "train.log_every": 5},
+    }}  # fmt: skip
+    config["tracking"] = {"backend": "tensorboard", "project": "lab"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def snakemake(*args, config_file=None):
+        extra = ["--configfile", str(config_file)] if config_file else []
+        cmd = snakemake_cmd(tmp_path, "--cores", "2", *extra, *args)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        return p.stdout + p.stderr
+
+    snakemake()
+    for cond in ("uniform", "low_lr"):
+        for seed in (0, 1):
+            expected = metric_steps(tmp_path / f"results/runs/trk/{cond}/seed{seed}/metrics.jsonl")
+            logdir = tmp_path / f"results/tracking/lab/trk/{cond}/seed{seed}"
+            assert tb_steps(tb_scalars(logdir)) == expected
+    doc = json.loads((tmp_path / "results/studies/trk/tracking.json").read_text())
+    assert [v["condition"] for v in doc["verdicts"]] == ["low_lr"] and doc["per_seed_deltas"] == 2
+    assert tb_text(tmp_path / "results/tracking/lab/trk/trk/analysis", "verdicts")
+
+    for backend, planned in (("none", None), ("wandb", "track_study")):
+        edited = tmp_path / f"{backend}.yaml"
+        edited.write_text(yaml.safe_dump({**config, "tracking": {"backend": backend}}))
+        plan = snakemake("-n", config_file=edited)
+        if planned is None:
+            assert "Nothing to be done" in plan, plan
+        else:
+            assert "track_study" in plan and "train_run" not in plan, plan

@@ -150,6 +150,9 @@ class Tracker:
     def log_summary(self, values: dict) -> None:
         pass
 
+    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
+        pass
+
     def finish(self, exit_code: int = 0) -> None:
         if not self.finished:
             self.finished = True
@@ -162,7 +165,7 @@ class Tracker:
 OFF = Tracker()
 
 
-def starter(settings, meta: dict, seed: int, config: dict):
+def starter(settings, meta: dict, seed: int | None, config: dict):
     """start() with the run's settings bound: (run_id=None, resume_step=None) -> Tracker."""
 
     def start_run(run_id: str | None = None, resume_step: int | None = None) -> Tracker:
@@ -171,9 +174,10 @@ def starter(settings, meta: dict, seed: int, config: dict):
     return start_run
 
 
-def start(settings, meta, seed, config, run_id=None, resume_step=None) -> Tracker:
+def start(settings, meta, seed, config, run_id=None, resume_step=None, name=None) -> Tracker:
     """The run's tracker (OFF without tracking): a new tracker run, or the run `run_id` of a
-    checkpoint continued after `resume_step`. meta: {study, condition}."""
+    checkpoint continued after `resume_step`. meta: {study, condition}; name: the tracker run's
+    name, <condition>/seed<seed> unless given."""
     settings = check(settings)
     if settings is None:
         return OFF
@@ -181,7 +185,7 @@ def start(settings, meta, seed, config, run_id=None, resume_step=None) -> Tracke
     info = {
         "project": settings["project"],
         "group": settings["group"] or meta["study"],
-        "name": f"{meta['condition']}/seed{seed}",
+        "name": name or f"{meta['condition']}/seed{seed}",
         "dir": Path(settings["dir"]),
         "config": {"config": config, "provenance": provenance(meta, seed, config)},
     }
@@ -211,6 +215,10 @@ class WandbTracker(Tracker):
 
     def log_summary(self, values):
         self.run.summary.update(numbers(values))
+
+    def log_table(self, name, columns, rows):
+        wandb = optional("wandb", "wandb")
+        self.run.log({name: wandb.Table(columns=columns, data=rows)})
 
     def close(self, exit_code):
         self.run.finish(exit_code=exit_code)
@@ -261,6 +269,13 @@ class TensorBoardTracker(Tracker):
         self.text("summary", values, max(self.after, 0))
         self.writer.flush()
 
+    def log_table(self, name, columns, rows):
+        """A Markdown table, which TensorBoard's text tab renders."""
+        lines = [columns, ["---"] * len(columns), *rows]
+        table = "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
+        self.event(0, self.text_pb.text_pb(name, table))
+        self.writer.flush()
+
     def close(self, exit_code):
         self.writer.close()
 
@@ -291,6 +306,10 @@ class TrackioTracker(Tracker):
         """trackio has no run summary: the final numbers as final/<key> at the last step."""
         final = {f"final/{k}": v for k, v in numbers(values).items() if math.isfinite(v)}
         self.run.log(final, step=self.last_step)
+
+    def log_table(self, name, columns, rows):
+        trackio, pd = optional("trackio", "trackio"), optional("pandas", "trackio")
+        self.run.log({name: trackio.Table(dataframe=pd.DataFrame(rows, columns=columns))})
 
     def close(self, exit_code):
         self.run.finish()
