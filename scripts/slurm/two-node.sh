@@ -205,6 +205,10 @@ two_start() {
         exit 1
     }
     install_packages
+    if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null; then
+        log "installing iproute2 and util-linux (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux >/dev/null
+    fi
     start_munge
     two_hosts
     two_network
