@@ -252,3 +252,14 @@ def test_a_job_with_fewer_nodes_is_refused_naming_train_nodes(cluster2):
     assert p.returncode != 0 and "ran" not in p.stdout
     assert "train.nodes=2: SLURM job" in p.stderr and "has 1 node(s) (sl2n1)" in p.stderr
     assert "must ask for --nodes=2" in p.stderr
+
+
+def test_the_memory_plan_splits_the_batch_over_every_node():
+    """16 GPUs on two nodes: each process takes batch_seqs / 16 (the micro-batch is chosen for
+    that), as the trainer splits it."""
+    from speedlab.train import memory
+
+    t = {"batch_seqs": 512, "gpus": 8, "nodes": 2}
+    assert memory.per_rank_seqs({"train": t}) == 32 and memory.world_size(t) == 16
+    with pytest.raises(ValueError, match="does not split over train.gpus=8 x train.nodes=3"):
+        memory.per_rank_seqs({"train": {**t, "nodes": 3}})

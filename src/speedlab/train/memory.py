@@ -194,7 +194,7 @@ def _muon_bytes(cfg: dict, matrix: dict) -> tuple[int, int]:
     NorMuon's fp32 per-row moment) of its own matrices only; with several ranks it fills its
     chunk of the updates and all-gathers everyone's, in bf16 under parameter_golf arithmetic
     and with optim.split modded2410."""
-    world = max(cfg["train"]["gpus"], 1)
+    world = world_size(cfg["train"])
     numels = [n for n, _ in matrix["each"]]
     chunk = rank_share(numels, world)
     state = chunk * matrix["bytes"] // max(matrix["numel"], 1)
@@ -222,18 +222,26 @@ def state_bytes(cfg: dict, params: dict) -> dict:
         "grads": total,
         "optimizer": adam + matrix_state,
         "muon_buffer": buffers,
-        "ddp_buckets": total if cfg["train"]["gpus"] > 1 else 0,
+        "ddp_buckets": total if world_size(cfg["train"]) > 1 else 0,
     }
 
 
+def world_size(t: dict) -> int:
+    """Processes of a run: train.gpus (at least one) on each of train.nodes."""
+    return max(t["gpus"], 1) * t.get("nodes", 1)
+
+
+def _over(t: dict) -> str:
+    nodes = t.get("nodes", 1)
+    return f"train.gpus={t['gpus']}" + (f" x train.nodes={nodes}" if nodes > 1 else "")
+
+
 def per_rank_seqs(cfg: dict) -> int:
-    """Sequences each process takes per optimizer step (train.batch_seqs over train.gpus)."""
+    """Sequences each process takes per optimizer step (train.batch_seqs over the processes)."""
     t = cfg["train"]
-    world = max(t["gpus"], 1)
+    world = world_size(t)
     if t["batch_seqs"] % world:
-        raise ValueError(
-            f"train.batch_seqs={t['batch_seqs']} does not split over train.gpus={t['gpus']}"
-        )
+        raise ValueError(f"train.batch_seqs={t['batch_seqs']} does not split over {_over(t)}")
     return t["batch_seqs"] // world
 
 
@@ -284,7 +292,7 @@ def choose_micro_batch(cfg: dict, *, vocab_size: int | None = None,
     if explicit and per_rank % explicit:
         raise ValueError(
             f"train.micro_batch_seqs={explicit} does not divide the {per_rank} sequences per GPU "
-            f"(train.batch_seqs={t['batch_seqs']} over train.gpus={t['gpus']})"
+            f"(train.batch_seqs={t['batch_seqs']} over {_over(t)})"
         )
     fitting = _largest_fitting(cfg, per_rank, kw)
     if fitting is None:
