@@ -263,3 +263,23 @@ def test_the_memory_plan_splits_the_batch_over_every_node():
     assert memory.per_rank_seqs({"train": t}) == 32 and memory.world_size(t) == 16
     with pytest.raises(ValueError, match="does not split over train.gpus=8 x train.nodes=3"):
         memory.per_rank_seqs({"train": {**t, "nodes": 3}})
+
+
+def test_a_two_node_plan_counts_every_gpu_and_fits_the_halved_batch(tmp_path, probe_here):
+    """The full quickstart on 2 nodes x 8 GPUs: 16 GPUs per run in GPU-hours, and 32
+    sequences per process (the micro-batch that fits is chosen for those)."""
+    from speedlab.plan import plan_table
+
+    def plan(nodes):
+        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        config["scale"] = "full"
+        config["scales"]["full"]["train.micro_batch_seqs"] = None  # chosen by the memory plan
+        config["defaults"]["train"]["nodes"] = nodes
+        return plan_table(validate(config), tmp_path).set_index("condition")
+
+    table, single = plan(2), plan(1)
+    assert table.loc["uniform", "gpus"] == 16 and single.loc["uniform", "gpus"] == 8
+    assert table.loc["uniform", "gpu_hours_pending"] == pytest.approx(
+        2 * single.loc["uniform", "gpu_hours_pending"]
+    )
+    assert table.loc["uniform", "micro_batch"] == 32 and single.loc["uniform", "micro_batch"] == 64

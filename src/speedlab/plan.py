@@ -156,7 +156,7 @@ def plan_table(config: dict, root: Path = Path(".")) -> pd.DataFrame:
             )
             pending = len(seeds) - done
             hours = train_seconds(cfg, step_s) / 3600
-            gpus = cfg["train"]["gpus"]
+            gpus = cfg["train"]["gpus"] * cfg["train"]["nodes"]  # of every node
             rows.append(
                 {
                     "study": study,
