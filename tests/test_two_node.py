@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, smoke_quickstart_config, snakemake_cmd
-from speedlab.config import run_config, validate
+from conftest import REPO, external_study, smoke_quickstart_config, snakemake_cmd
+from speedlab.config import ConfigError, run_config, validate
 from speedlab.train import launch
 
 CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
@@ -283,3 +283,11 @@ def test_a_two_node_plan_counts_every_gpu_and_fits_the_halved_batch(tmp_path, pr
         2 * single.loc["uniform", "gpu_hours_pending"]
     )
     assert table.loc["uniform", "micro_batch"] == 32 and single.loc["uniform", "micro_batch"] == 64
+
+
+def test_a_command_trainer_on_two_nodes_is_refused_naming_the_key():
+    config = smoke_quickstart_config()
+    config["studies"] = {"ext": external_study()}
+    config["studies"]["ext"]["conditions"]["lr_high"]["train.nodes"] = 2
+    with pytest.raises(ConfigError, match=r"studies.ext.conditions.lr_high.train.nodes: 2 nodes"):
+        validate(config)

@@ -718,6 +718,12 @@ def _checked_run(config: dict, study: str, condition: str, schema: dict) -> dict
     _check(resolved, {**schema["$defs"]["run"], "$defs": schema["$defs"]}, where)
     _check_layers(resolved, where)
     _set_horizon(config, resolved, where)
+    if is_command(resolved) and resolved["train"]["nodes"] > 1:
+        raise ConfigError(
+            f"invalid configuration:\n  {where}.train.nodes: {resolved['train']['nodes']} nodes "
+            "need speedlab's own trainer (srun + torchrun across nodes); a command trainer's "
+            "script runs once, on one node"
+        )
     if is_command(resolved):
         from speedlab.train.external import check_templates
 
