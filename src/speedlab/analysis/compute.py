@@ -192,7 +192,9 @@ def plot_flops(points: pd.DataFrame, table: pd.DataFrame, out_png, options: dict
     fig, ax = plt.subplots(figsize=(8 if len(order) <= 6 else 10.5, 5))
     for c in order:
         a = arms[c]
-        label = _legend_label(c, a, table) if c != baseline else f"{c} (baseline)"
+        label = _legend_label(c, a, table)
+        if c == baseline:
+            label = f"{c} (baseline, n={len(a.values)} seeds)"
         ax.plot(a.flops, a.mean(), color=colors[c], lw=2, label=label)
         ax.fill_between(a.flops, a.values.min(0), a.values.max(0), color=colors[c], alpha=0.2)
     if not order:
