@@ -187,10 +187,6 @@ def local_run_outside_slurm():
 # SLURM resources of a multi-node run: --nodes N; each node's GPUs as GRES (per node, where
 # --gpus would count the whole job's); a CPU run asks for one task per node (the plugin's
 # --ntasks, which it otherwise sets to 1). One node: none of these (0 / "" add nothing).
-def run_slurm_nodes(wildcards):
-    return run_nodes(wildcards)
-
-
 def run_gpu_total(wildcards):
     return run_gpus(wildcards) if run_nodes(wildcards) == 1 else 0
 

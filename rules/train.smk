@@ -28,7 +28,7 @@ rule train_run:
         runtime=train_runtime,
         gpu=run_gpu_total,
         # train.nodes > 1: --nodes, GPUs per node as GRES, a CPU run's one task per node
-        nodes=run_slurm_nodes,
+        nodes=run_nodes,
         gres=run_gres,
         tasks=run_tasks,
         # SLURM: SIGUSR1 5 minutes before the time limit; the trainer checkpoints and exits,

@@ -275,8 +275,9 @@ def test_no_tracking_is_the_default_and_sends_nothing(tmp_path):
 
 
 def test_an_external_trainer_s_steps_reach_the_same_run_across_a_restart(tmp_path, offline):
-    """The script fails once (a preempted job), the retry finishes: one W&B run id for both
-    attempts (kept in the work folder), and every step of its metrics.jsonl in the history."""
+    """The script fails at step 5 once (a preempted job), the retry finishes: one W&B run id for
+    both attempts (kept in the work folder); the first holds the 4 steps it logged, the second
+    every step of the run's metrics.jsonl."""
     import golden_pg
 
     from conftest import EXTERNAL_TRAINER, external_study
@@ -300,7 +301,8 @@ def test_an_external_trainer_s_steps_reach_the_same_run_across_a_restart(tmp_pat
     first, second = wandb_runs(root)
     assert record(first, "run")["run_id"] == record(second, "run")["run_id"]
     assert record(second, "run")["display_name"] == "lr_high/seed3"
-    assert record(first, "exit")["exit_code"] == 1 and not wandb_history(first)
+    assert record(first, "exit")["exit_code"] == 1
+    assert wandb_history(first)["train_loss"] == [1, 2, 3, 4]
     expected = metric_steps(tmp_path / "out/metrics.jsonl")
     assert wandb_history(second) == expected and len(expected["train_loss"]) > 5
     finals = {}
@@ -432,3 +434,37 @@ def test_a_tracked_study_through_snakemake_and_toggling_tracking_reruns_nothing(
             assert "Nothing to be done" in plan, plan
         else:
             assert "track_study" in plan and "train_run" not in plan, plan
+
+
+def test_a_running_script_s_finished_steps_go_live(tmp_path):
+    """The external trainer's live reader on a log as a script writes it: each read sends the
+    steps before the last (maybe half-printed), the exit sends the rest, none twice."""
+    from speedlab.train import external
+
+    cfg = {"trainer": {"log_format": "parameter_golf"}}
+    track = {"backend": "tensorboard", "project": "p", "dir": str(tmp_path / "tracking")}
+    tracker = tracking.start(track, META, 1, {})
+    log = tmp_path / "train.log"
+    log.write_text("seed:1\ntrain_batch_tokens:512 train_seq_len:64 iterations:9\n")
+
+    def steps(*numbers, tail=""):
+        lines = [f"step:{s}/9 train_loss:{5 - s / 10:.4f} train_time:{10 * s}ms step_avg:10ms"
+                 for s in numbers]  # fmt: skip
+        with log.open("a") as f:
+            f.write("".join(line + "\n" for line in lines) + tail)
+
+    live = external.LiveSteps(tracker, cfg, log)
+    live.tick(final=False)  # no step yet
+    steps(1, 2, 3, tail="step:4/9 train_lo")
+    live.tick(final=False)
+    assert tracker.after == 2  # step 3 may still get a val line
+    steps(tail="ss:4.6000 train_time:40ms step_avg:10ms\n")
+    steps(5, 6)
+    live.tick(final=False)
+    live.tick(final=True)  # the script exited
+    live.tick(final=True)
+    tracker.finish()
+    series = tb_scalars(tracker.logdir)
+    for tag in ("train_loss", "tokens", "time_s"):
+        assert [s for s, _ in series[tag]] == [1, 2, 3, 4, 5, 6], tag
+    assert series["train_loss"][3] == (4, pytest.approx(4.6))

@@ -27,8 +27,9 @@ restart (the work folder keeps a count of attempts), e.g. `{RESUME: '1'}`. A fin
 a run of an edited condition, starts afresh in an emptied work folder.
 
 Tracking (--tracking, speedlab.train.tracking): the tracker run opens with the attempt (config
-and provenance), its id kept in the attempt marker so that a retry continues it; the steps of
-metrics.jsonl and the final numbers go to it once the script has finished.
+and provenance), its id kept in the attempt marker so that a retry continues it. While the
+script runs, its log is parsed again every LIVE_EVERY_S and the steps it has finished go to the
+tracker; the rest of metrics.jsonl and the final numbers when it ends.
 
 `fetch` clones a git source once at its pinned commit (file://, ssh and https URLs) into
 results/trainers/.
@@ -49,6 +50,7 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +80,7 @@ TEMPLATE_VARS = {
 # Variables that need the shards: a command naming one makes the job wait for them.
 DATA_VARS = ("data_dir", "train_files", "val_files", "tokenizer", "vocab_size")
 TAIL_LINES = 20
+LIVE_EVERY_S = 10.0  # how often a running script's log is read again for the tracker
 ATTEMPTS = ".speedlab_attempts"
 
 
@@ -374,6 +377,48 @@ def absolute(paths: dict) -> dict:
     return {k: str(Path(v).resolve()) if k in keys and v else v for k, v in paths.items()}
 
 
+class LiveSteps:
+    """The script's logged steps to the tracker while it runs: every LIVE_EVERY_S the log is
+    parsed again and its steps before the last (that one may still be printing) are sent; when
+    the script exits (finished or not), all of them. A log not readable yet is tried later."""
+
+    def __init__(self, tracker, cfg: dict, log_file: Path):
+        self.tracker, self.cfg, self.log_file = tracker, cfg, log_file
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def __enter__(self):
+        if self.tracker is not tracking.OFF:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.tick(final=True)
+
+    def loop(self) -> None:
+        while not self.stop.wait(LIVE_EVERY_S):
+            self.tick(final=False)
+
+    def tick(self, final: bool) -> None:
+        from speedlab.logformats import parse_runs
+
+        if self.tracker is tracking.OFF:
+            return
+        try:
+            log = parse_runs(self.log_file, self.cfg["trainer"]["log_format"])[-1]
+        except Exception:  # noqa: BLE001 - half-written or not yet there: the next tick
+            return
+        rows = curve_records(log, log.config.get("train.batch_tokens"))
+        rows = rows if final else rows[:-1]
+        for row in rows:
+            self.tracker.log_row(row)
+        if rows:  # sent: not again (the tracker skips steps up to `after`)
+            self.tracker.after = max(self.tracker.after, rows[-1]["step"])
+
+
 def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, track=None) -> dict:
     """Run the script once (or again after a preemption) and write the run's files; `track`:
     the tracking settings (speedlab.train.tracking), None for none."""
@@ -381,7 +426,7 @@ def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, track=None
     attempt = next_attempt(work_dir, config_hash({"cfg": cfg, "seed": seed}))
     tracker = start_tracker(track, meta, seed, cfg, work_dir)
     try:
-        values = run_attempt(cfg, seed, meta, paths, metric, attempt)
+        values = run_attempt(cfg, seed, meta, paths, metric, attempt, tracker)
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -391,7 +436,8 @@ def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, track=None
     return values
 
 
-def run_attempt(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, attempt: int):
+def run_attempt(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, attempt: int,
+                tracker) -> dict:  # fmt: skip
     work_dir, out_dir = Path(paths["work_dir"]), Path(paths["out_dir"])
     src = Path(paths["source"]).resolve() if paths.get("source") else None
     link_source(src, work_dir)
@@ -400,12 +446,13 @@ def run_attempt(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, atte
     env = command_env(cfg, values, restart=attempt > 1)
     capture = work_dir / f"stdout_attempt{attempt}.log"
     print(f"trainer (attempt {attempt}): {shlex.join(argv)}\n  env: {env}", flush=True)
-    code = run_command(argv, env, work_dir, capture)
     log_file = (
         capture
         if cfg["trainer"]["log"] == "stdout"
         else work_dir / cfg["trainer"]["log"].format_map(values)
     )
+    with LiveSteps(tracker, cfg, log_file):
+        code = run_command(argv, env, work_dir, capture)
     if code != 0:
         fail(f"the trainer exited with status {code}", capture)
     log, metric_row = read_run(cfg, log_file, metric)

@@ -129,7 +129,7 @@ class Tracker:
 
     def __init__(self, resume_step: int | None = None):
         self.run_id: str | None = None
-        self.after = -1 if resume_step is None else resume_step
+        self.after = -1 if resume_step is None else resume_step  # steps sent: not again
         self.finished = False
 
     def log_row(self, row: dict) -> None:
