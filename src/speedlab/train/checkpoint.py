@@ -4,7 +4,8 @@ SLURM sends SIGTERM (or the --signal of the job, often SIGUSR1) some time before
 requeues a job; Ctrl-C sends SIGINT. The handler only raises a flag; the training loop reads it
 at the next log point (train.log_every steps: there is no host sync per step), saves and exits
 with PREEMPTED_EXIT, and the next start of the same run resumes from the file. A checkpoint
-written for another config or seed is never resumed.
+written for another config or seed is never resumed. It also carries the run's tracker run id
+(`tracker_id`, speedlab.train.tracking), so a resumed run continues the same tracker run.
 
 Under torchrun, Ctrl-C reaches the agent, which forwards the same signal to every worker (each
 runs in its own session) and kills those still running 30 s later. The ranks get it at slightly
