@@ -468,3 +468,20 @@ def test_a_running_script_s_finished_steps_go_live(tmp_path):
     for tag in ("train_loss", "tokens", "time_s"):
         assert [s for s, _ in series[tag]] == [1, 2, 3, 4, 5, 6], tag
     assert series["train_loss"][3] == (4, pytest.approx(4.6))
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_alone_sends_the_steps(tmp_path, shards, cli_env):
+    out, logdir = tmp_path / "run", tmp_path / "tracking/p/trk/base/seed1"
+    track = {"backend": "tensorboard", "project": "p", "dir": str(tmp_path / "tracking")}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "speedlab.train.loop",
+            "--config", json.dumps(smoke_cfg()), "--seed", "1",
+            "--train", str(shards / "fineweb_train.json"),
+            "--val", str(shards / "fineweb_val.json"),
+            "--token-bytes", str(shards / "token_bytes.npy"), "--out-dir", str(out),
+            "--study", "trk", "--condition", "base", "--tracking", json.dumps(track)]  # fmt: skip
+    p = subprocess.run(args, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # one writer: rank 0
+    assert tb_steps(tb_scalars(logdir)) == metric_steps(out / "metrics.jsonl")
