@@ -485,3 +485,20 @@ def test_under_torchrun_rank_0_alone_sends_the_steps(tmp_path, shards, cli_env):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # one writer: rank 0
     assert tb_steps(tb_scalars(logdir)) == metric_steps(out / "metrics.jsonl")
+
+
+def test_a_tracker_failing_mid_run_warns_once_and_the_run_goes_on(tmp_path, offline, capsys):
+    tracker = tracking.start({"backend": "wandb", "dir": str(tmp_path)}, META, 1, {})
+    tracker.run.finish()  # the W&B run ends under the trainer (as when its service dies)
+    for step in (1, 2):
+        tracker.log_row({"step": step, "train_loss": 1.0})
+    tracker.log_summary({"val_bpb": 1.0})
+    tracker.finish()
+    err = capsys.readouterr().err
+    assert err.count("warning: tracking.backend wandb: UsageError") == 1
+    assert "the run goes on without its tracker" in err
+    tracker = tracking.start({"backend": "wandb", "dir": str(tmp_path)}, META, 1, {})
+    tracker.strict = True  # track_study: logging is the job
+    tracker.run.finish()
+    with pytest.raises(Exception, match="is finished"):
+        tracker.log_table("verdicts", ["a"], [[1]])

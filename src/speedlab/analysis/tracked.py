@@ -89,6 +89,7 @@ def log_study(o: dict, runs: pd.DataFrame, stats: pd.DataFrame) -> dict:
     config = {k: o[k] for k in ("metric", "baseline", "conditions")}
     name = f"{o['study']}/analysis"
     tracker = tracking.start(settings, meta, None, config, name=name)
+    tracker.strict = True  # logging the study is this rule's whole job
     try:
         tracker.log_table("verdicts", list(table.columns), rows)
         tracker.log_table("per_seed_deltas", DELTA_COLUMNS, per_seed)

@@ -123,7 +123,9 @@ def provenance(meta: dict, seed: int, config: dict) -> dict:
 
 
 class Tracker:
-    """No tracker (tracking.backend: none) and the interface the backends fill in."""
+    """No tracker (tracking.backend: none) and the interface the backends fill in (log,
+    summary, table, close). A tracker that fails during a run (its service died, a full disk)
+    warns once and is left out: the training run goes on; strict (track_study) raises."""
 
     backend = "none"
 
@@ -131,32 +133,53 @@ class Tracker:
         self.run_id: str | None = None
         self.after = -1 if resume_step is None else resume_step  # steps sent: not again
         self.finished = False
+        self.strict = False
+        self.failed: str | None = None
+
+    def guarded(self, send, *args) -> None:
+        if self.failed:
+            return
+        try:
+            send(*args)
+        except Exception as e:
+            if self.strict:
+                raise
+            self.failed = f"{type(e).__name__}: {e}"
+            print(f"warning: tracking.backend {self.backend}: {self.failed}; the run goes on "
+                  "without its tracker", file=sys.stderr, flush=True)  # fmt: skip
 
     def log_row(self, row: dict) -> None:
         """One metrics.jsonl row, unless its step was sent before the checkpoint resumed."""
         if row.get("step", 0) > self.after:
             values = {k: v for k, v in numbers(row).items() if k != "step"}
             if values:
-                self.log(int(row["step"]), values)
+                self.guarded(self.log, int(row["step"]), values)
 
     def log_file(self, path: Path) -> None:
         """Every row of a metrics.jsonl (the external trainer's, written when its script ends)."""
         for line in Path(path).read_text().splitlines():
             self.log_row(json.loads(line))
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        pass
-
     def log_summary(self, values: dict) -> None:
-        pass
+        """Final numbers (summary.json, roundtrip.json)."""
+        self.guarded(self.summary, values)
 
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
-        pass
+        self.guarded(self.table, name, columns, rows)
 
     def finish(self, exit_code: int = 0) -> None:
         if not self.finished:
             self.finished = True
-            self.close(exit_code)
+            self.guarded(self.close, exit_code)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def summary(self, values: dict) -> None:
+        pass
+
+    def table(self, name: str, columns: list[str], rows: list[list]) -> None:
+        pass
 
     def close(self, exit_code: int) -> None:
         pass
@@ -213,10 +236,10 @@ class WandbTracker(Tracker):
     def log(self, step, metrics):
         self.run.log(metrics, step=step)
 
-    def log_summary(self, values):
+    def summary(self, values):
         self.run.summary.update(numbers(values))
 
-    def log_table(self, name, columns, rows):
+    def table(self, name, columns, rows):
         wandb = optional("wandb", "wandb")
         self.run.log({name: wandb.Table(columns=columns, data=rows)})
 
@@ -265,11 +288,11 @@ class TensorBoardTracker(Tracker):
         self.event(step, self.summary_pb.Summary(value=values))
         self.writer.flush()
 
-    def log_summary(self, values):
+    def summary(self, values):
         self.text("summary", values, max(self.after, 0))
         self.writer.flush()
 
-    def log_table(self, name, columns, rows):
+    def table(self, name, columns, rows):
         """A Markdown table, which TensorBoard's text tab renders."""
         lines = [columns, ["---"] * len(columns), *rows]
         table = "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
@@ -302,12 +325,12 @@ class TrackioTracker(Tracker):
         self.last_step = step
         self.run.log({k: v for k, v in metrics.items() if math.isfinite(v)}, step=step)
 
-    def log_summary(self, values):
+    def summary(self, values):
         """trackio has no run summary: the final numbers as final/<key> at the last step."""
         final = {f"final/{k}": v for k, v in numbers(values).items() if math.isfinite(v)}
         self.run.log(final, step=self.last_step)
 
-    def log_table(self, name, columns, rows):
+    def table(self, name, columns, rows):
         trackio, pd = optional("trackio", "trackio"), optional("pandas", "trackio")
         self.run.log({name: trackio.Table(dataframe=pd.DataFrame(rows, columns=columns))})
 
