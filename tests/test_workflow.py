@@ -287,3 +287,20 @@ def test_a_roundtrip_is_recomputed_under_a_named_scheme(built):
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert bad.returncode != 0 and "roundtrip_int4.json" in bad.stdout + bad.stderr
+
+
+def test_compute_multipliers_and_the_flops_figure(built):
+    """compute.csv for the studies speedlab trains the baseline of (not for an imported
+    baseline, a command trainer or a published table), its FLOPs those of runs.parquet."""
+    workdir, _, _ = built
+    table = pd.read_csv(workdir / STUDY / "compute.csv")
+    runs = pd.read_parquet(workdir / STUDY / "runs.parquet")
+    (row,) = table.itertuples()
+    assert row.condition == "layerwise" and row.n_seeds == 3 and row.lo <= row.multiplier <= row.hi
+    assert row.flops == pytest.approx(runs.loc[runs.condition == "layerwise", "model_flops"].mean())
+    assert (workdir / STUDY / "figures/metric_vs_flops.png").stat().st_size > 0
+    assert "## Compute multiplier" in (workdir / STUDY / "report.md").read_text()
+    studies = workdir / "results/studies"
+    assert (studies / "lr/compute.csv").exists()
+    for study in ("vs_pg", "external", "published"):
+        assert not (studies / study / "compute.csv").exists(), study
