@@ -40,7 +40,13 @@ from speedlab.config import (
     trained_runs,
     validate,
 )
-from speedlab.plan import finished_runs, runtime_minutes
+from speedlab.plan import (
+    array_rules,
+    array_runtime_minutes,
+    finished_runs,
+    runtime_minutes,
+    training_rule,
+)
 from speedlab.analysis.figure_list import FIGURES, PLOTTED, report_figures
 from speedlab.analysis.decision import resolve_rule
 from speedlab.analysis.sequential import next_runs, seeds_at_look
@@ -151,10 +157,23 @@ def train_threads(wildcards):
 
 def train_runtime(wildcards, attempt):
     """Minutes for SLURM: expected training time x plan.runtime_margin + plan.overhead_min,
-    times the attempt (a retried job gets more time)."""
+    times the attempt (a retried job gets more time). Submitted as a job array (the profile's
+    slurm-array-jobs), every run of the rule asks for the longest (speedlab.plan)."""
+    rule_name = training_rule(resolved(wildcards.study, wildcards.condition))
+    arrays = array_rules(getattr(workflow.executor_settings, "array_jobs", None))
+    if rule_name in arrays or "all" in arrays:
+        return array_runtime(rule_name, attempt)
     return runtime_minutes(
         config, wildcards.study, wildcards.condition, attempt, finished()
     )
+
+
+@functools.cache
+def array_runtime(rule_name, attempt):
+    try:
+        return array_runtime_minutes(config, STUDIES, rule_name, attempt, finished())
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 def run_nodes(wildcards):

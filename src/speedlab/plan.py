@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from speedlab.config import (
+    ConfigError,
     condition_seeds,
     config_hash,
     is_command,
@@ -116,6 +117,62 @@ def runtime_minutes(
     p = config["plan"]
     minutes = train_seconds(cfg, step_s) * p["runtime_margin"] / 60 + p["overhead_min"]
     return max(1, math.ceil(minutes)) * attempt
+
+
+# SLURM job arrays (profiles/slurm: slurm-array-jobs). snakemake-executor-plugin-slurm 2.8.0
+# puts every ready job of a rule into one `sbatch --array` and takes the resources of the
+# array's first job for all its tasks (run_array_jobs: "all jobs have the same resource
+# requirement"): it never splits an array by runtime or GPUs. So an arrayed training job asks
+# for the longest runtime among the runs of its rule, and runs whose GPUs or nodes differ are
+# refused before anything is submitted.
+ARRAY_SHAPE_KEYS = ("gpus", "nodes")
+
+
+def array_rules(setting: str | None) -> set[str]:
+    """The rule names of the plugin's slurm-array-jobs setting ("a,b" or "a;b"; "all")."""
+    return {name.strip() for name in (setting or "").replace(";", ",").split(",") if name.strip()}
+
+
+def training_rule(cfg: dict) -> str:
+    return "run_trainer_command" if is_command(cfg) else "train_run"
+
+
+def rule_runs(config: dict, studies: list[str], rule: str) -> list[tuple[str, str]]:
+    """(study, condition) of every condition the rule trains in these studies."""
+    return [
+        (study, condition)
+        for study in studies
+        for condition in config["studies"][study]["conditions"]
+        if training_rule(run_config(config, study, condition)) == rule
+    ]
+
+
+def check_array_shapes(config: dict, studies: list[str], rule: str) -> None:
+    """Refuse arrayed runs of one rule that differ in train.gpus or train.nodes."""
+    shapes = {}
+    for study, condition in rule_runs(config, studies, rule):
+        train = run_config(config, study, condition)["train"]
+        shapes.setdefault(tuple(train.get(k, 1) for k in ARRAY_SHAPE_KEYS), (study, condition))
+    if len(shapes) > 1:
+        listed = "; ".join(
+            f"studies.{s}.conditions.{c}: train.gpus={gpus}, train.nodes={nodes}"
+            for (gpus, nodes), (s, c) in shapes.items()
+        )
+        raise ConfigError(
+            f"profiles/slurm slurm-array-jobs: the {rule} runs differ in GPUs or nodes ({listed})"
+            ", but the SLURM plugin gives every task of an array its first job's resources. "
+            f"Run them in separate snakemake calls, or submit one job per run: drop {rule} from "
+            "slurm-array-jobs (--slurm-array-jobs=none)"
+        )
+
+
+def array_runtime_minutes(
+    config: dict, studies: list[str], rule: str, attempt: int = 1, finished: list[dict] = ()
+) -> int:
+    """One runtime for every arrayed job of the rule: the longest of its runs'."""
+    check_array_shapes(config, studies, rule)
+    runs = rule_runs(config, studies, rule)
+    return max(runtime_minutes(config, s, c, attempt, finished) for s, c in runs)
 
 
 def gpu_hour_price(config: dict) -> float | None:
