@@ -50,7 +50,7 @@ plan: setup
 
 # The study catalogue (config/studies/*.yaml) at smoke scale on this machine, each to its report;
 # each study's smoke scale reads the quickstart's documents (the hub, or ../shared when offline).
-CATALOGUE ?= lmd_sweep lmd_ablation lr_sweep muon_upgrades wd_scaling ngpt_alpha
+CATALOGUE ?= lmd_sweep lmd_ablation lr_sweep muon_upgrades wd_scaling ngpt_alpha scaling_ladder
 studies-smoke: setup
 	for s in $(CATALOGUE); do \
 		$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile \
