@@ -29,6 +29,7 @@ the interval is then open on that side (inf, or 0). An arm with one seed has no 
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,8 +212,6 @@ def plot_flops(points: pd.DataFrame, table: pd.DataFrame, out_png, options: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
     p = argparse.ArgumentParser(
         prog="python -m speedlab.analysis.compute",
         description="Compute multipliers against the baseline and the metric against FLOPs.",
