@@ -66,6 +66,21 @@ def test_tokens_per_param_and_target_flops_set_the_steps(tmp_path):
     assert list(hours) == [pytest.approx(123 * 0.25 / 3600)] * 2
 
 
+def test_the_horizon_is_resolved_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yaml; from speedlab.config import run_config, validate; "
+        f"c = yaml.safe_load(open({str(REPO / 'config/config.yaml')!r})); "
+        "c['defaults']['train']['tokens_per_param'] = 20; "
+        "print(run_config(validate(c), 'quickstart', 'uniform')['train']['steps'], "
+        "'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["5783", "False"]
+
+
 @pytest.mark.parametrize(
     "train, message",
     [
