@@ -7,9 +7,9 @@ model.kind (tests/test_compute.py checks each against the built model): all of t
 embedding included and a tied head once. That is the count nanochat's base_train multiplies by
 its data:param ratio (target_param_data_ratio = 20, Chinchilla's tokens per parameter).
 
-FLOPs per token are train.loop.flops_per_token's formula, 6 per parameter plus causal
-attention's 12 x layers x d_model x seq_len (tests/test_flops.py checks it against torch's
-FlopCounterMode; tests/test_compute.py checks that the two functions agree).
+FLOPs per token (flops_per_token, which the trainer reports too) are 6 per parameter plus causal
+attention's 12 x layers x d_model x seq_len (tests/test_flops.py checks them against torch's
+FlopCounterMode).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def n_params(model_cfg: dict, tokenizer_vocab: int) -> int:
 
 
 def flops_per_token(n_params: int, model_cfg: dict, seq_len: int) -> int:
-    """Training FLOPs per token: train.loop.flops_per_token's formula."""
+    """Training FLOPs per token: 6 per parameter (forward + backward matmuls, the tied head
+    included) plus causal attention's 12 * layers * d_model * seq_len (PaLM's estimate)."""
     return 6 * n_params + 12 * model_cfg["n_layer"] * model_cfg["d_model"] * seq_len
 
 

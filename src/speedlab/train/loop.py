@@ -54,6 +54,7 @@ from speedlab.train import (
 )
 from speedlab.train.batches import Batches
 from speedlab.train.checkpoint import StopFlag
+from speedlab.train.flops import flops_per_token
 from speedlab.train.models import build_model
 from speedlab.train.optim import Muon, apply_schedules, build_optimizers
 from speedlab.train.provenance import git_state
@@ -72,12 +73,6 @@ def padded_vocab(tokenizer_vocab: int, model_vocab: int | None) -> int:
             f"model.vocab_size={model_vocab} is smaller than the tokenizer's {tokenizer_vocab}"
         )
     return model_vocab
-
-
-def flops_per_token(n_params: int, model_cfg: dict, seq_len: int) -> int:
-    """Training FLOPs per token: 6 per parameter (forward + backward matmuls, the tied head
-    included) plus causal attention's 12 * layers * d_model * seq_len (PaLM's estimate)."""
-    return 6 * n_params + 12 * model_cfg["n_layer"] * model_cfg["d_model"] * seq_len
 
 
 def mfu(flops_per_s: float, device, peak_tflops: float | None) -> float | None:
