@@ -1,4 +1,5 @@
-"""Model FLOPs per token (speedlab.train.flops.flops_per_token, which the trainer reports) against torch's own FlopCounterMode.
+"""Model FLOPs per token (speedlab.train.flops.flops_per_token, which the trainer reports)
+against torch's own FlopCounterMode.
 
 The formula is 6 x parameters (forward and backward of every matmul, the tied head included)
 plus 12 x layers x d_model x seq_len for attention (QK^T and AV, forward and backward, over the
