@@ -19,6 +19,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+
+def point_client_at(server: FakeHub, tmp_path: Path, monkeypatch) -> None:
+    """Send this test's huggingface_hub to the loopback hub, with its own cache under tmp_path,
+    no telemetry, no offline mode and no stored token. huggingface_hub reads these at import
+    (without telemetry off it would fetch an agent registry from huggingface.co, and a stored
+    token would be sent to the server), so its constants are set as well as the environment."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _DATE = "2024-05-01T00:00:00.000Z"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")

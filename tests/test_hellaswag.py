@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 import torch
-from huggingface_hub import constants
 from statsmodels.stats.proportion import proportion_confint
 from test_train import run, smoke_config
 
 from conftest import smoke_quickstart_config
-from hub_server import COMMIT, FakeHub
+from hub_server import COMMIT, FakeHub, point_client_at
 from speedlab.analysis.collect import collect
 from speedlab.data import hellaswag, hellaswag_format
 from speedlab.data.hub import HubUnreachable
@@ -233,16 +232,7 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pq.write_table(pa.Table.from_pylist(ROWS), repo / hellaswag.FILE)
     with FakeHub() as server:
         server.add_dataset(hellaswag.REPO, repo)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        # Read by huggingface_hub at import: no telemetry, no stored token, the test's cache.
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+        point_client_at(server, tmp_path, monkeypatch)
         yield server
     assert server.unhandled == [], "the client made requests the loopback hub does not know"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import hf_hub_download
 from test_data import data_config
 
-from hub_server import COMMIT, FakeHub
+from hub_server import COMMIT, FakeHub, point_client_at
 from speedlab.data.hub import (
     HubUnreachable,
     config_data_files,
@@ -67,16 +67,7 @@ def repo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hub(repo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with FakeHub() as server:
         server.add_dataset(REPO, repo_dir)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        # huggingface_hub read these at import: without telemetry off it would fetch an
-        # agent registry from huggingface.co, and a stored token would be sent to the server.
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+        point_client_at(server, tmp_path, monkeypatch)
         yield server
     assert server.unhandled == [], "the client made requests the loopback hub does not know"
 

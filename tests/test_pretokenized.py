@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sentencepiece as spm
-from huggingface_hub import constants
 
 from conftest import fineweb_texts
-from hub_server import COMMIT, FakeHub
+from hub_server import COMMIT, FakeHub, point_client_at
 from speedlab.data.pretokenized import PRESETS, byte_table, fetch_pretokenized, main
 from speedlab.data.shards import HEADER_BYTES, load_split, read_shard, write_shard
 
@@ -55,15 +54,7 @@ def sp_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hub(sp_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with FakeHub() as server:
         server.add_dataset(SP.repo, sp_repo)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        # huggingface_hub read these at import: keep downloads, telemetry and tokens in the test.
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no_token"))
+        point_client_at(server, tmp_path, monkeypatch)
         yield server
     assert server.unhandled == [], "the client made requests the loopback hub does not know"
 
