@@ -78,29 +78,13 @@ start_munge() {
     exit 1
 }
 
-# Prints the config for this machine: one node with all its CPUs (nproc) and its memory less a
-# margin, one default partition.
-render_config() {
-    local cpus mem
-    cpus=$(nproc)
-    mem=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
-    # Keep 1 GiB (or, on tiny machines, nothing) for the OS and the daemons.
-    mem=$((mem > 2048 ? mem - 1024 : mem))
+# The settings both test clusters share (sourced by two-node.sh too): root runs the daemons,
+# munge authenticates, no cgroups, CPUs and memory consumed, no accounting. $1: DefMemPerCPU.
+shared_settings() {
     cat <<EOF
-# Written by speedlab's scripts/slurm/local-cluster.sh: a one-node test cluster.
-ClusterName=speedlab
-SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/d
-SlurmctldPidFile=$RUN/slurmctld.pid
-SlurmdPidFile=$RUN/slurmd.pid
-SlurmctldLogFile=$STATE/slurmctld.log
-SlurmdLogFile=$STATE/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
 MpiDefault=none
 SwitchType=switch/none
 # No cgroups assumed (containers): track processes by parent pid, bind nothing.
@@ -111,7 +95,7 @@ TaskPlugin=task/none
 # alone). The node is taken as configured (nproc CPUs), whatever the hardware says.
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
-DefMemPerCPU=$((mem / cpus))
+DefMemPerCPU=$1
 SlurmdParameters=config_overrides
 # No slurmdbd: no accounting and no sacct (job status comes from squeue).
 AccountingStorageType=accounting_storage/none
@@ -125,6 +109,32 @@ KillWait=5
 ReturnToService=2
 SchedulerType=sched/backfill
 MailProg=/bin/true
+EOF
+}
+
+# Prints the config for this machine: one node with all its CPUs (nproc) and its memory less a
+# margin, one default partition.
+render_config() {
+    local cpus mem
+    cpus=$(nproc)
+    mem=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
+    # Keep 1 GiB (or, on tiny machines, nothing) for the OS and the daemons.
+    mem=$((mem > 2048 ? mem - 1024 : mem))
+    cat <<EOF
+# Written by speedlab's scripts/slurm/local-cluster.sh: a one-node test cluster.
+ClusterName=speedlab
+SlurmctldHost=$NODE(127.0.0.1)
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/d
+SlurmctldPidFile=$RUN/slurmctld.pid
+SlurmdPidFile=$RUN/slurmd.pid
+SlurmctldLogFile=$STATE/slurmctld.log
+SlurmdLogFile=$STATE/slurmd.log
+SlurmctldPort=6817
+SlurmdPort=6818
+EOF
+    shared_settings $((mem / cpus))
+    cat <<EOF
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF

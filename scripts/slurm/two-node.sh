@@ -94,9 +94,6 @@ two_render_config() {
 # network namespaces (see scripts/slurm/two-node.sh).
 ClusterName=speedlab2n
 SlurmctldHost=$CTLD2_HOST($NET2.1)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
 StateSaveLocation=$STATE2/ctld
 SlurmdSpoolDir=$STATE2/d/%n
 SlurmctldPidFile=$RUN2/slurmctld.pid
@@ -105,23 +102,8 @@ SlurmctldLogFile=$STATE2/slurmctld.log
 SlurmdLogFile=$STATE2/slurmd-%n.log
 SlurmctldPort=6917
 SlurmdPort=6918
-MpiDefault=none
-SwitchType=switch/none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU_Memory
-DefMemPerCPU=$((mem / cpus))
-SlurmdParameters=config_overrides
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-MinJobAge=600
-KillWait=5
-ReturnToService=2
-SchedulerType=sched/backfill
-MailProg=/bin/true
 EOC
+    shared_settings $((mem / cpus))
     for i in "${!NODES2[@]}"; do
         echo "NodeName=${NODES2[$i]} NodeAddr=$(node_addr "$i") CPUs=$cpus RealMemory=$mem State=UNKNOWN"
     done
