@@ -172,8 +172,12 @@ pid_of() {
 }
 
 stop_daemon() {
-    local pid
-    pid=$(pid_of "$1") || true
+    kill_and_wait "$1" "$(pid_of "$1" || true)"
+}
+
+# kill_and_wait NAME PID: SIGTERM, then up to 10 s for the process to go (nothing if no PID).
+kill_and_wait() {
+    local pid=$2
     [[ -n "$pid" ]] || return 0
     kill "$pid"
     for _ in $(seq 100); do

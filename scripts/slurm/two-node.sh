@@ -115,15 +115,10 @@ EOC
 
 # Writes $CONF2 if it differs; returns 0 if it changed.
 two_write_config() {
-    local new
+    local name
     mkdir -p "$STATE2/ctld" "$RUN2" "$(dirname "$CONF2")" /etc/slurm
     for name in "${NODES2[@]}"; do mkdir -p "$STATE2/d/$name"; done
-    new=$(two_render_config)
-    if [[ -f "$CONF2" ]] && [[ "$(cat "$CONF2")" == "$new" ]]; then
-        return 1
-    fi
-    log "writing $CONF2"
-    printf '%s\n' "$new" >"$CONF2"
+    write_if_changed "$CONF2" "$(two_render_config)"
 }
 
 # The live pid in a pid file of the two-node cluster (never by name: the one-node cluster's
@@ -138,16 +133,7 @@ two_pid() {
 }
 
 two_stop_daemon() {
-    local pid
-    pid=$(two_pid "$1")
-    [[ -n "$pid" ]] || return 0
-    kill "$pid"
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    log "$1 (pid $pid) did not stop within 10 s"
-    return 1
+    kill_and_wait "$1" "$(two_pid "$1")"
 }
 
 two_show_logs() {
