@@ -224,7 +224,7 @@ def run_tasks(wildcards):
 
 
 def run_gpu_model(wildcards):
-    return EXECUTION["gpu_model"] or "" if run_nodes(wildcards) == 1 else ""
+    return (EXECUTION["gpu_model"] or "") if run_nodes(wildcards) == 1 else ""
 
 
 # The GPU type training jobs ask for, if the config names one (SLURM: --gpus=<model>:<n>).

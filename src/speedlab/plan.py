@@ -137,22 +137,21 @@ def training_rule(cfg: dict) -> str:
     return "run_trainer_command" if is_command(cfg) else "train_run"
 
 
-def rule_runs(config: dict, studies: list[str], rule: str) -> list[tuple[str, str]]:
-    """(study, condition) of every condition the rule trains in these studies."""
-    return [
-        (study, condition)
+def rule_runs(config: dict, studies: list[str], rule: str) -> list[tuple[str, str, dict]]:
+    """(study, condition, resolved config) of every condition the rule trains in these studies."""
+    runs = [
+        (study, condition, run_config(config, study, condition))
         for study in studies
         for condition in config["studies"][study]["conditions"]
-        if training_rule(run_config(config, study, condition)) == rule
     ]
+    return [run for run in runs if training_rule(run[2]) == rule]
 
 
-def check_array_shapes(config: dict, studies: list[str], rule: str) -> None:
-    """Refuse arrayed runs of one rule that differ in train.gpus or train.nodes."""
+def _check_shapes(rule: str, runs: list[tuple[str, str, dict]]) -> None:
     shapes = {}
-    for study, condition in rule_runs(config, studies, rule):
-        train = run_config(config, study, condition)["train"]
-        shapes.setdefault(tuple(train.get(k, 1) for k in ARRAY_SHAPE_KEYS), (study, condition))
+    for study, condition, cfg in runs:
+        shape = tuple(cfg["train"][k] for k in ARRAY_SHAPE_KEYS)
+        shapes.setdefault(shape, (study, condition))
     if len(shapes) > 1:
         listed = "; ".join(
             f"studies.{s}.conditions.{c}: train.gpus={gpus}, train.nodes={nodes}"
@@ -166,13 +165,18 @@ def check_array_shapes(config: dict, studies: list[str], rule: str) -> None:
         )
 
 
+def check_array_shapes(config: dict, studies: list[str], rule: str) -> None:
+    """Refuse arrayed runs of one rule that differ in train.gpus or train.nodes."""
+    _check_shapes(rule, rule_runs(config, studies, rule))
+
+
 def array_runtime_minutes(
     config: dict, studies: list[str], rule: str, attempt: int = 1, finished: list[dict] = ()
 ) -> int:
     """One runtime for every arrayed job of the rule: the longest of its runs'."""
-    check_array_shapes(config, studies, rule)
     runs = rule_runs(config, studies, rule)
-    return max(runtime_minutes(config, s, c, attempt, finished) for s, c in runs)
+    _check_shapes(rule, runs)
+    return max(runtime_minutes(config, s, c, attempt, finished) for s, c, _ in runs)
 
 
 def gpu_hour_price(config: dict) -> float | None:
