@@ -88,16 +88,11 @@ def log_study(o: dict, runs: pd.DataFrame, stats: pd.DataFrame) -> dict:
     meta = {"study": o["study"], "condition": "analysis"}
     config = {k: o[k] for k in ("metric", "baseline", "conditions")}
     name = f"{o['study']}/analysis"
-    tracker = tracking.start(settings, meta, None, config, name=name)
-    tracker.strict = True  # logging the study is this rule's whole job
-    try:
+    with tracking.start(settings, meta, None, config, name=name) as tracker:
+        tracker.strict = True  # logging the study is this rule's whole job
         tracker.log_table("verdicts", list(table.columns), rows)
         tracker.log_table("per_seed_deltas", DELTA_COLUMNS, per_seed)
         tracker.log_summary(summary_numbers(table))
-    except BaseException:
-        tracker.finish(exit_code=1)
-        raise
-    tracker.finish()
     return {
         "backend": settings["backend"], "project": settings["project"],
         "group": settings["group"] or o["study"], "name": name, "run_id": tracker.run_id,

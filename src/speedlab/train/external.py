@@ -424,15 +424,10 @@ def train(cfg: dict, seed: int, meta: dict, paths: dict, metric: str, track=None
     the tracking settings (speedlab.train.tracking), None for none."""
     work_dir, out_dir = Path(paths["work_dir"]), Path(paths["out_dir"])
     attempt = next_attempt(work_dir, config_hash({"cfg": cfg, "seed": seed}))
-    tracker = start_tracker(track, meta, seed, cfg, work_dir)
-    try:
+    with start_tracker(track, meta, seed, cfg, work_dir) as tracker:
         values = run_attempt(cfg, seed, meta, paths, metric, attempt, tracker)
-    except BaseException:
-        tracker.finish(exit_code=1)
-        raise
-    tracker.log_file(out_dir / "metrics.jsonl")
-    tracker.log_summary({**values, **json.loads((out_dir / "summary.json").read_text())})
-    tracker.finish()
+        tracker.log_file(out_dir / "metrics.jsonl")
+        tracker.log_summary({**values, **json.loads((out_dir / "summary.json").read_text())})
     return values
 
 

@@ -10,6 +10,7 @@ study is the group (tracking.group overrides it), `<condition>/seed<seed>` the r
     tracker.log_file(path)      # every row of a metrics.jsonl (external trainers, at the end)
     tracker.log_summary(values) # final numbers (summary.json, roundtrip.json)
     tracker.finish(exit_code)   # idempotent; a preempted run finishes with its exit status
+    with tracker: ...           # finish() at the end: exit code 1 if the block raised
     tracker.run_id              # kept in the checkpoint: the resumed run continues this one
 
 Resuming: the trainer passes the checkpoint's run id and step. W&B reopens the same id
@@ -166,6 +167,13 @@ class Tracker:
 
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None:
         self.guarded(self.table, name, columns, rows)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, error, *_) -> None:
+        """`with tracker:` finishes it, with exit code 1 if the block raised."""
+        self.finish(exit_code=1 if error else 0)
 
     def finish(self, exit_code: int = 0) -> None:
         if not self.finished:
