@@ -23,15 +23,22 @@ PROFILE = REPO / "profiles" / "slurm"
 pytestmark = pytest.mark.slow  # a SLURM cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    done = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True)
+def start_cluster(*args: str) -> str:
+    """`local-cluster.sh start ARGS`; a cluster that does not start skips the tests, or fails
+    them where SPEEDLAB_REQUIRE_SLURM=1 (CI). Returns the script's log (stderr)."""
+    done = subprocess.run(["bash", str(CLUSTER), "start", *args], capture_output=True, text=True)
     if done.returncode:
-        message = f"local SLURM cluster did not start:\n{done.stderr[-2000:]}"
+        message = f"local SLURM cluster ({' '.join(args) or 'one node'}) did not start:\n"
+        message += done.stderr[-3000:]
         if os.environ.get("SPEEDLAB_REQUIRE_SLURM") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return done.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return start_cluster()
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +57,8 @@ def smoke_config(workdir: Path, **study) -> Path:
     return path
 
 
-def run(cmd, env, ok=True):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+def run(cmd, env, ok=True, timeout=900):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if ok:
         assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     return p

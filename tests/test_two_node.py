@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_slurm import PROFILE, start_cluster
+from test_slurm import run as slurm_run
 
 from conftest import REPO, external_study, smoke_quickstart_config, snakemake_cmd
 from speedlab.config import ConfigError, run_config, validate
 from speedlab.train import launch
 
-CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
-PROFILE = REPO / "profiles" / "slurm"
 CONF2 = "/etc/slurm-2node/slurm.conf"
 STEPS = 60
 TIMINGS = ("time_s", "step_ms", "tok_s", "schedule_time_s")
@@ -48,10 +48,7 @@ def env_with(**extra) -> dict:
 
 
 def run(cmd, env, ok=True, timeout=600):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if ok:
-        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
-    return p
+    return slurm_run(cmd, env, ok, timeout)
 
 
 # --- the command lines (no cluster) ---
@@ -151,14 +148,7 @@ def test_the_workflow_asks_slurm_for_the_nodes_and_refuses_a_local_run(tmp_path)
 
 @pytest.fixture(scope="module")
 def cluster2():
-    done = subprocess.run(
-        ["bash", str(CLUSTER), "start", "--nodes", "2"], capture_output=True, text=True
-    )
-    if done.returncode:
-        message = f"two-node SLURM cluster did not start:\n{done.stderr[-3000:]}"
-        if os.environ.get("SPEEDLAB_REQUIRE_SLURM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    start_cluster("--nodes", "2")
     return env_with(SLURM_CONF=CONF2)
 
 
